@@ -1,0 +1,330 @@
+//! The command table and dispatch.
+//!
+//! Every command is one row of metadata (`CommandSpec`): name, arity, flags
+//! and key positions, plus how it executes. Dispatch derives everything from
+//! the row: the arity check, the auth check, which shard runs it, and
+//! whether it is a write.
+//!
+//! Two ways to execute:
+//! * `Exec::Key`: a single-key operation. It runs on the shard that owns the
+//!   key, synchronously, and never yields (`op_*` style): the same function
+//!   serves a local call and a call shipped to another core.
+//! * `Exec::Conn`: coordinated on the connection's core: multi-key commands
+//!   (which hop to several shards atomically), connection and server
+//!   commands.
+
+mod connection;
+mod generic;
+mod hash;
+mod list;
+mod parse;
+mod server;
+mod set;
+mod string;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::db::{Db, Value, now_ms};
+use crate::error;
+use crate::resp::Reply;
+use crate::server::Session;
+use crate::shard::Shard;
+
+pub use parse::Cursor;
+
+/// Command flags, as in Redis's command table.
+pub mod flags {
+    pub const WRITE: u32 = 1;
+    pub const READONLY: u32 = 1 << 1;
+    pub const FAST: u32 = 1 << 2;
+    /// Not allowed inside scripts.
+    pub const NOSCRIPT: u32 = 1 << 3;
+    /// Allowed before AUTH.
+    pub const NO_AUTH: u32 = 1 << 4;
+    pub const ADMIN: u32 = 1 << 5;
+    pub const BLOCKING: u32 = 1 << 6;
+    pub const DENYOOM: u32 = 1 << 7;
+    pub const LOADING: u32 = 1 << 8;
+    pub const STALE: u32 = 1 << 9;
+    /// Not allowed inside MULTI.
+    pub const NO_MULTI: u32 = 1 << 10;
+
+    /// The names COMMAND INFO reports.
+    pub fn names(bits: u32) -> Vec<&'static str> {
+        let table = [
+            (WRITE, "write"),
+            (READONLY, "readonly"),
+            (DENYOOM, "denyoom"),
+            (ADMIN, "admin"),
+            (NOSCRIPT, "noscript"),
+            (BLOCKING, "blocking"),
+            (LOADING, "loading"),
+            (STALE, "stale"),
+            (NO_AUTH, "no_auth"),
+            (FAST, "fast"),
+            (NO_MULTI, "no_multi"),
+        ];
+        table.iter().filter(|(b, _)| bits & b != 0).map(|(_, n)| *n).collect()
+    }
+}
+
+/// A future returned by a connection-side command.
+pub type BoxFut<'a> = Pin<Box<dyn Future<Output = Reply> + 'a>>;
+
+/// A connection-side command.
+pub type ConnHandler = for<'a> fn(&'a mut Session, Vec<Bytes>) -> BoxFut<'a>;
+
+/// A single-key operation run on the key's shard.
+pub type KeyOp = fn(&mut OpCtx<'_>, &[Bytes]) -> Reply;
+
+#[derive(Clone, Copy)]
+pub enum Exec {
+    Key(KeyOp),
+    Conn(ConnHandler),
+}
+
+/// One row of the command table.
+pub struct CommandSpec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis's convention: N means exactly N arguments including the name,
+    /// -N means at least N.
+    pub arity: i32,
+    pub flags: u32,
+    /// Position of the first key (0: no keys), the last (-1: the last
+    /// argument), and the step between keys.
+    pub first_key: i32,
+    pub last_key: i32,
+    pub step: i32,
+    pub exec: Exec,
+}
+
+impl CommandSpec {
+    pub fn is_write(&self) -> bool {
+        self.flags & flags::WRITE != 0
+    }
+
+    /// The key arguments of a call, from the row's key positions.
+    pub fn keys<'a>(&self, args: &'a [Bytes]) -> Vec<&'a Bytes> {
+        if self.first_key <= 0 || args.len() <= self.first_key as usize {
+            return Vec::new();
+        }
+        let last = if self.last_key < 0 {
+            args.len() as i32 + self.last_key
+        } else {
+            self.last_key.min(args.len() as i32 - 1)
+        };
+        let step = self.step.max(1) as usize;
+        (self.first_key as usize..=last.max(0) as usize)
+            .step_by(step)
+            .filter_map(|i| args.get(i))
+            .collect()
+    }
+}
+
+/// Shorthand for table rows.
+pub const fn spec(name: &'static str, arity: i32, flags: u32, keys: (i32, i32, i32), exec: Exec) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        exec,
+    }
+}
+
+/// What a shard operation sees: the shard, the selected database, the time.
+pub struct OpCtx<'a> {
+    pub shard: &'a mut Shard,
+    pub db: u16,
+    pub now: u64,
+}
+
+impl<'a> OpCtx<'a> {
+    pub fn new(shard: &'a mut Shard, db: u16) -> OpCtx<'a> {
+        OpCtx {
+            shard,
+            db,
+            now: now_ms(),
+        }
+    }
+
+    pub fn db(&mut self) -> &mut Db {
+        &mut self.shard.dbs[self.db as usize]
+    }
+
+    /// The live value at `key`, created with `make` when missing.
+    pub fn value_or_insert(&mut self, key: &[u8], make: fn() -> Value) -> &mut Value {
+        let now = self.now;
+        let db = self.db();
+        if db.get(key, now).is_none() {
+            db.set(key, make());
+        }
+        &mut db.get_mut(key, now).expect("just inserted").value
+    }
+
+    /// The live value at `key`, if any.
+    pub fn value(&mut self, key: &[u8]) -> Option<&mut Value> {
+        let now = self.now;
+        self.db().get_mut(key, now).map(|e| &mut e.value)
+    }
+}
+
+/// All rows, by name.
+pub fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
+    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let families: [&'static [CommandSpec]; 7] = [
+            string::COMMANDS,
+            generic::COMMANDS,
+            set::COMMANDS,
+            hash::COMMANDS,
+            list::COMMANDS,
+            connection::COMMANDS,
+            server::COMMANDS,
+        ];
+        let mut map = HashMap::new();
+        for family in families {
+            for row in family {
+                let old = map.insert(row.name, row);
+                assert!(old.is_none(), "command {} registered twice", row.name);
+            }
+        }
+        map
+    })
+}
+
+/// Finds a command by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let mut buf = [0u8; 32];
+    if name.len() > buf.len() {
+        return None;
+    }
+    for (d, s) in buf.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    let lower = std::str::from_utf8(&buf[..name.len()]).ok()?;
+    table().get(lower).copied()
+}
+
+pub fn arity_ok(arity: i32, argc: usize) -> bool {
+    if arity >= 0 {
+        argc == arity as usize
+    } else {
+        argc >= (-arity) as usize
+    }
+}
+
+/// Checks and runs one command for a connection.
+pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
+    let Some(spec) = lookup(&args[0]) else {
+        return error::unknown_command(&args[0], &args[1..]);
+    };
+    if !arity_ok(spec.arity, args.len()) {
+        return error::wrong_arity(spec.name);
+    }
+    if !session.authed && spec.flags & flags::NO_AUTH == 0 {
+        return Reply::Error(error::NOAUTH);
+    }
+    let started = Instant::now();
+    let reply = execute(session, spec, args).await;
+    let node = session.node.clone();
+    let mut stats = node.stats.borrow_mut();
+    stats.commands += 1;
+    let stat = stats.per_command.entry(spec.name).or_default();
+    stat.calls += 1;
+    stat.usec += started.elapsed().as_micros() as u64;
+    if reply.is_error() {
+        stat.failed += 1;
+    }
+    let mut info = session.info.borrow_mut();
+    info.last_command = spec.name;
+    info.last_active = started;
+    reply
+}
+
+/// Runs a checked command.
+pub async fn execute(session: &mut Session, spec: &'static CommandSpec, args: Vec<Bytes>) -> Reply {
+    match spec.exec {
+        Exec::Key(op) => run_key_op(session, spec, op, args).await,
+        Exec::Conn(handler) => handler(session, args).await,
+    }
+}
+
+async fn run_key_op(session: &Session, spec: &CommandSpec, op: KeyOp, args: Vec<Bytes>) -> Reply {
+    let core = &session.node.core;
+    let key = &args[spec.first_key as usize];
+    let shard = core.shard_of(key);
+    let db = session.db;
+    if shard == core.id {
+        let mut sh = core.shard.borrow_mut();
+        if sh.locks.is_idle() {
+            return op(&mut OpCtx::new(&mut sh, db), &args);
+        }
+    }
+    let key = key.clone();
+    core.run_keyed(shard, db, &[key], spec.is_write(), move |sh| {
+        op(&mut OpCtx::new(sh, db), &args)
+    })
+    .await
+}
+
+/// Keys grouped by owning shard, with each key's position in the request.
+pub fn group_by_shard<'a>(
+    session: &Session,
+    keys: impl Iterator<Item = (usize, &'a Bytes)>,
+) -> Vec<(usize, Vec<(usize, Bytes)>)> {
+    let core = &session.node.core;
+    let mut groups: Vec<(usize, Vec<(usize, Bytes)>)> = Vec::new();
+    for (pos, key) in keys {
+        let shard = core.shard_of(key);
+        match groups.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, list)) => list.push((pos, key.clone())),
+            None => groups.push((shard, vec![(pos, key.clone())])),
+        }
+    }
+    groups
+}
+
+/// Runs `op` over the keys of each shard, atomically across shards, and
+/// returns the per-shard results in shard-group order.
+pub async fn run_grouped<R, F>(
+    session: &Session,
+    write: bool,
+    groups: Vec<(usize, Vec<(usize, Bytes)>)>,
+    op: F,
+) -> Vec<R>
+where
+    R: Send + 'static,
+    F: Fn(&mut OpCtx<'_>, &[(usize, Bytes)]) -> R + Send + Clone + 'static,
+{
+    use crate::shard::tx::{Part, run_atomic};
+    let db = session.db;
+    let parts = groups
+        .into_iter()
+        .map(|(shard, items)| {
+            let op = op.clone();
+            Part {
+                shard,
+                keys: items.iter().map(|(_, k)| k.clone()).collect(),
+                op: move |sh: &mut Shard| op(&mut OpCtx::new(sh, db), &items),
+            }
+        })
+        .collect();
+    run_atomic(&session.node.core, db, write, parts).await
+}
+
+/// Every command row, for COMMAND.
+pub fn all_commands() -> Vec<&'static CommandSpec> {
+    let mut rows: Vec<_> = table().values().copied().collect();
+    rows.sort_by_key(|r| r.name);
+    rows
+}

@@ -1,0 +1,62 @@
+//! Command-line flags, named after Dragonfly's, with their defaults.
+//!
+//! Both `--flag=value` and `--flag value` work (clap accepts either).
+
+use clap::Parser;
+
+use crate::logging::Level;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "mayfly",
+    version,
+    about = "A Redis-compatible, thread-per-core in-memory data store"
+)]
+pub struct Config {
+    /// TCP port to listen on.
+    #[arg(long, default_value_t = 6379)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: String,
+
+    /// Number of executor threads (one shard each); 0 means one per online CPU.
+    #[arg(long = "proactor_threads", default_value_t = 0)]
+    pub proactor_threads: usize,
+
+    /// Password clients must give with AUTH (or HELLO ... AUTH).
+    #[arg(long)]
+    pub requirepass: Option<String>,
+
+    /// Number of databases.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub dbnum: u16,
+
+    /// Log verbosity: debug, verbose, notice or warning.
+    #[arg(long, default_value = "notice")]
+    pub loglevel: Level,
+
+    /// Microseconds an idle executor busy-polls before it parks.
+    #[arg(long = "spin_before_park_us", default_value_t = 50)]
+    pub spin_before_park_us: u64,
+}
+
+impl Config {
+    /// The executor count: the flag, or the CPUs this process may run on.
+    pub fn threads(&self) -> usize {
+        if self.proactor_threads > 0 {
+            self.proactor_threads
+        } else {
+            crate::server::allowed_cpus().len().max(1)
+        }
+    }
+
+    /// Defaults, for tests and embedding.
+    pub fn default_for_test(port: u16, threads: usize) -> Config {
+        let mut c = Config::parse_from(["mayfly"]);
+        c.port = port;
+        c.proactor_threads = threads;
+        c
+    }
+}

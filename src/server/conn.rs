@@ -1,0 +1,113 @@
+//! One client connection: read, decode, dispatch, encode, write.
+//!
+//! Every complete command in a read is answered before the replies are
+//! written, so a pipelined batch costs one write. A protocol error gets
+//! Redis's error reply and closes this connection only.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+
+use bytes::BytesMut;
+
+use super::net::Stream;
+use super::{ClientInfo, Node};
+use crate::cmd;
+use crate::resp::{self, Limits, Protocol, Reply};
+
+/// Flush replies early once this many bytes are waiting.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+
+/// A connection's state as commands see it.
+pub struct Session {
+    pub node: Rc<Node>,
+    pub info: Rc<RefCell<ClientInfo>>,
+    pub id: u64,
+    pub db: u16,
+    pub proto: Protocol,
+    pub authed: bool,
+    /// Close the connection after this reply (QUIT).
+    pub quit: bool,
+}
+
+impl Session {
+    pub fn new(node: Rc<Node>, info: Rc<RefCell<ClientInfo>>) -> Session {
+        let authed = node
+            .shared
+            .runtime
+            .lock()
+            .expect("runtime config")
+            .requirepass
+            .is_none();
+        let id = info.borrow().id;
+        Session {
+            node,
+            info,
+            id,
+            db: 0,
+            proto: Protocol::Resp2,
+            authed,
+            quit: false,
+        }
+    }
+}
+
+pub async fn serve(node: Rc<Node>, mut stream: Stream) {
+    let id = node.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+    let info = Rc::new(RefCell::new(ClientInfo::new(
+        id,
+        stream.raw_fd(),
+        stream.peer_addr(),
+        stream.local_addr(),
+    )));
+    node.clients.borrow_mut().insert(id, info.clone());
+    let mut session = Session::new(node.clone(), info.clone());
+    let _ = run_loop(&mut session, &mut stream).await;
+    node.clients.borrow_mut().remove(&id);
+}
+
+async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result<()> {
+    let limits = Limits::default();
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        if stream.read_into(&mut input).await? == 0 {
+            return Ok(());
+        }
+        loop {
+            match resp::decode_command(&mut input, &limits) {
+                Ok(Some(args)) => {
+                    if args.is_empty() {
+                        continue;
+                    }
+                    session.info.borrow_mut().busy = true;
+                    let reply = cmd::dispatch(session, args).await;
+                    session.info.borrow_mut().busy = false;
+                    resp::encode(&reply, session.proto, &mut out);
+                    if session.quit || session.info.borrow().killed {
+                        stream.write_all(&out).await?;
+                        return Ok(());
+                    }
+                    if out.len() >= OUT_HIGH_WATER {
+                        stream.write_all(&out).await?;
+                        out.clear();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let text = format!("ERR {}", e.0);
+                    resp::encode(&Reply::ErrorOwned(text), session.proto, &mut out);
+                    stream.write_all(&out).await?;
+                    return Ok(());
+                }
+            }
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+        }
+        if input.capacity() > 1 << 20 && input.is_empty() {
+            input = BytesMut::with_capacity(16 * 1024);
+        }
+    }
+}

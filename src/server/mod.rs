@@ -1,0 +1,242 @@
+//! Executors, listeners and connections.
+//!
+//! `run` starts one glommio executor per shard, each pinned to a CPU. Every
+//! executor owns its shard, drains its inbox of cross-core work, runs the
+//! active-expiry cycle, and binds the listening port with SO_REUSEPORT so
+//! that the kernel spreads connections over the cores.
+
+mod client;
+mod conn;
+pub mod net;
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+pub use client::{ClientInfo, KillFilter};
+pub use conn::Session;
+
+use crate::config::Config;
+use crate::db::{Map, now_ms};
+use crate::shard::{Core, Inbox, Job, Shard};
+use crate::{log_notice, log_warning};
+
+/// Settings that CONFIG SET may change at run time.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub requirepass: Option<String>,
+}
+
+/// State shared by all cores: configuration and a few counters. It holds no
+/// keyspace data.
+pub struct Shared {
+    pub config: Config,
+    pub threads: usize,
+    pub started: Instant,
+    pub next_client_id: AtomicU64,
+    pub runtime: Mutex<RuntimeConfig>,
+    pub shutting_down: AtomicBool,
+}
+
+/// Per-command counters for INFO commandstats.
+#[derive(Default, Clone, Debug)]
+pub struct CommandStat {
+    pub calls: u64,
+    pub usec: u64,
+    pub failed: u64,
+}
+
+/// Connection-side counters of one core.
+#[derive(Default)]
+pub struct NodeStats {
+    pub commands: u64,
+    pub connections: u64,
+    pub per_command: Map<&'static str, CommandStat>,
+}
+
+/// Everything one executor's connections share.
+pub struct Node {
+    pub core: Core,
+    pub shared: Arc<Shared>,
+    pub clients: RefCell<Map<u64, Rc<RefCell<ClientInfo>>>>,
+    pub stats: RefCell<NodeStats>,
+}
+
+/// CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Starts the executors and serves until SHUTDOWN.
+pub fn run(config: Config) -> std::io::Result<()> {
+    let threads = config.threads();
+    let cpus = allowed_cpus();
+    let mesh: Arc<Vec<Inbox>> = Arc::new((0..threads).map(|_| Inbox::default()).collect());
+    let shared = Arc::new(Shared {
+        runtime: Mutex::new(RuntimeConfig {
+            requirepass: config.requirepass.clone(),
+        }),
+        config,
+        threads,
+        started: Instant::now(),
+        next_client_id: AtomicU64::new(1),
+        shutting_down: AtomicBool::new(false),
+    });
+    log_notice!(
+        "Mayfly {} starting: {} thread(s), redis_version {}",
+        env!("CARGO_PKG_VERSION"),
+        threads,
+        crate::REDIS_VERSION
+    );
+    let mut handles = Vec::new();
+    for id in 0..threads {
+        let cpu = cpus[id % cpus.len()];
+        let mesh = mesh.clone();
+        let shared = shared.clone();
+        let spin = Duration::from_micros(shared.config.spin_before_park_us);
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("mayfly-{id}"))
+            .io_memory(64 << 10)
+            .spin_before_park(spin)
+            .spawn(move || async move { core_main(id, mesh, shared).await })
+            .map_err(|e| std::io::Error::other(format!("cannot start executor {id}: {e}")))?;
+        handles.push(handle);
+    }
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(std::io::Error::other(format!("executor failed: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std::io::Result<()> {
+    let nshards = mesh.len();
+    let node = Rc::new(Node {
+        core: Core {
+            id,
+            shard: RefCell::new(Shard::new(id, nshards, shared.config.dbnum as usize)),
+            mesh,
+        },
+        shared: shared.clone(),
+        clients: Default::default(),
+        stats: Default::default(),
+    });
+    LOCAL_NODE.with(|n| *n.borrow_mut() = Some(node.clone()));
+    glommio::spawn_local(drain_inbox(node.clone())).detach();
+    glommio::spawn_local(expire_cycle(node.clone())).detach();
+
+    let addr = format!("{}:{}", shared.config.bind, shared.config.port);
+    let listener = match net::Listener::bind(&addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log_warning!("Could not bind {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    if id == 0 {
+        log_notice!("Ready to accept connections on {addr}");
+    }
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                node.stats.borrow_mut().connections += 1;
+                glommio::spawn_local(conn::serve(node.clone(), stream)).detach();
+            }
+            Err(e) => {
+                log_warning!("accept failed: {e}");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Runs work that other cores sent to this core's shard, in batches.
+async fn drain_inbox(node: Rc<Node>) {
+    let inbox = &node.core.mesh[node.core.id];
+    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    loop {
+        poll_fn(|cx| inbox.poll_drain(cx, 64, &mut batch)).await;
+        {
+            let mut shard = node.core.shard.borrow_mut();
+            for job in batch.drain(..) {
+                job(&mut shard);
+            }
+        }
+        glommio::yield_if_needed().await;
+    }
+}
+
+/// Frees expired keys that nobody touches, a bounded amount at a time.
+async fn expire_cycle(node: Rc<Node>) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+        let now = now_ms();
+        let mut shard = node.core.shard.borrow_mut();
+        for db in shard.dbs.iter_mut() {
+            db.expire_cycle(now, 2000);
+        }
+    }
+}
+
+/// Marks the server as stopping and exits the process.
+pub fn shutdown(shared: &Shared) -> ! {
+    shared.shutting_down.store(true, Ordering::SeqCst);
+    log_notice!("Mayfly is now ready to exit, bye bye...");
+    std::process::exit(0);
+}
+
+thread_local! {
+    /// This executor's node, so that work sent from other cores can reach
+    /// connection state (CLIENT LIST, CLIENT KILL, INFO).
+    static LOCAL_NODE: RefCell<Option<Rc<Node>>> = const { RefCell::new(None) };
+}
+
+/// This executor's node. Panics off an executor thread.
+pub fn local_node() -> Rc<Node> {
+    LOCAL_NODE.with(|n| n.borrow().clone().expect("not on an executor thread"))
+}
+
+/// Runs `f` over the clients connected to this executor.
+pub fn with_local_clients<R>(f: impl FnOnce(&Map<u64, Rc<RefCell<ClientInfo>>>) -> R) -> R {
+    let node = local_node();
+    let clients = node.clients.borrow();
+    f(&clients)
+}
+
+/// Closes this executor's clients that match `filter`; returns how many.
+pub fn kill_local_clients(filter: &KillFilter) -> usize {
+    with_local_clients(|clients| {
+        let mut killed = 0;
+        for client in clients.values() {
+            let mut c = client.borrow_mut();
+            if filter.matches(&c) && !c.killed {
+                c.killed = true;
+                if let Some(signal) = c.block_signal.take() {
+                    signal.fire();
+                }
+                if !c.busy {
+                    net::shutdown_fd(c.fd);
+                }
+                killed += 1;
+            }
+        }
+        killed
+    })
+}

@@ -1,0 +1,71 @@
+//! The socket layer, kept behind this one small module so it can change.
+//!
+//! Today it uses glommio's own TCP types. The interface is what the
+//! connection loop needs: accept, read into a growing buffer, write a batch
+//! of replies, and a raw fd that CLIENT KILL can shut down.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+
+/// Bytes requested per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+pub struct Listener(TcpListener);
+
+impl Listener {
+    /// Binds with SO_REUSEPORT, so every executor can bind the same port.
+    pub fn bind(addr: &str) -> io::Result<Listener> {
+        TcpListener::bind(addr)
+            .map(Listener)
+            .map_err(|e| io::Error::other(e.to_string()))
+    }
+
+    pub async fn accept(&self) -> io::Result<Stream> {
+        let stream = self.0.accept().await.map_err(|e| io::Error::other(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        Ok(Stream(stream))
+    }
+}
+
+pub struct Stream(TcpStream);
+
+impl Stream {
+    /// Reads whatever has arrived, appending it to `buf`. Ok(0) is EOF.
+    pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        let len = buf.len();
+        buf.resize(len + READ_CHUNK, 0);
+        let result = self.0.read(&mut buf[len..]).await;
+        let n = *result.as_ref().unwrap_or(&0);
+        buf.truncate(len + n);
+        result
+    }
+
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        self.0.write_all(data).await
+    }
+
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.0.peer_addr().ok()
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.0.local_addr().ok()
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Wakes a connection blocked in read by shutting its socket down.
+pub fn shutdown_fd(fd: RawFd) {
+    // SAFETY: shutdown on a descriptor we own; worst case it returns EBADF.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}

@@ -1,0 +1,239 @@
+//! Shards, key routing, and running work on the core that owns a key.
+//!
+//! Core *i* owns shard *i* of every database. A key's shard comes from a
+//! fixed hash of the key, or of its `{hash tag}` when it has one, so related
+//! keys can be kept together. Work for another core's shard travels there as
+//! a boxed closure through that shard's `Inbox`; the answer comes back
+//! through a one-shot reply. With one core nothing crosses a thread.
+//!
+//! `Core::run_keyed` is the one door for single-shard work on keys: it runs
+//! at once when the shard's lock table is idle, and otherwise waits its turn
+//! behind locks that multi-shard operations hold (`locks.rs`, `tx.rs`).
+
+mod channel;
+pub mod locks;
+pub mod tx;
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+pub use channel::{Inbox, Job, ReplyRx, ReplyTx, Signal, oneshot};
+use locks::Access;
+
+use crate::db::{Db, Map};
+
+/// Per-shard counters that INFO sums over all shards.
+#[derive(Default, Clone, Debug)]
+pub struct ShardStats {
+    pub keyspace_hits: u64,
+    pub keyspace_misses: u64,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub nshards: usize,
+    pub dbs: Vec<Db>,
+    pub locks: locks::LockTable,
+    /// Clients blocked on a key (BLPOP and friends) wait on these.
+    pub waiters: Map<(u16, Bytes), Vec<Arc<Signal>>>,
+    pub stats: ShardStats,
+    rng: u64,
+}
+
+impl Shard {
+    pub fn new(id: usize, nshards: usize, dbnum: usize) -> Shard {
+        Shard {
+            id,
+            nshards,
+            dbs: (0..dbnum).map(|_| Db::default()).collect(),
+            locks: Default::default(),
+            waiters: Default::default(),
+            stats: Default::default(),
+            rng: 0x9e37_79b9_7f4a_7c15 ^ (crate::db::now_ms() << 8) ^ id as u64,
+        }
+    }
+
+    pub fn db(&mut self, index: u16) -> &mut Db {
+        &mut self.dbs[index as usize]
+    }
+
+    /// A fast pseudo-random number (xorshift64*), for SPOP, RANDOMKEY etc.
+    pub fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Wakes every client blocked on `key`: it got new data.
+    pub fn signal_key(&mut self, db: u16, key: &[u8]) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        if let Some(list) = self.waiters.remove(&(db, Bytes::copy_from_slice(key))) {
+            for s in list {
+                s.fire();
+            }
+        }
+    }
+
+    /// Registers `signal` to fire on the next push to `key`.
+    pub fn wait_for_key(&mut self, db: u16, key: Bytes, signal: Arc<Signal>) {
+        let list = self.waiters.entry((db, key)).or_default();
+        // Drop registrations whose clients gave up (only this map holds them).
+        list.retain(|s| Arc::strong_count(s) > 1);
+        list.push(signal);
+    }
+}
+
+/// Hashes `key` to one of `nshards` shards, honouring `{hash tags}`.
+pub fn shard_of(key: &[u8], nshards: usize) -> usize {
+    if nshards == 1 {
+        return 0;
+    }
+    (router_hash(hash_tag(key)) % nshards as u64) as usize
+}
+
+fn router_hash(data: &[u8]) -> u64 {
+    // Fixed seeds: every core must route a key to the same shard.
+    static STATE: std::sync::OnceLock<ahash::RandomState> = std::sync::OnceLock::new();
+    STATE
+        .get_or_init(|| ahash::RandomState::with_seeds(0x6d61_7966, 0x6c79_0001, 0x1234_5678, 0x0bad_cafe))
+        .hash_one(data)
+}
+
+/// The part of `key` that decides its shard: the text between the first
+/// `{` and the next `}`, when that is non-empty, else the whole key.
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|&b| b == b'{')
+        && let Some(len) = key[open + 1..].iter().position(|&b| b == b'}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+/// One executor's view: the shard it owns and the inboxes of all shards.
+pub struct Core {
+    pub id: usize,
+    pub shard: RefCell<Shard>,
+    pub mesh: Arc<Vec<Inbox>>,
+}
+
+impl Core {
+    pub fn nshards(&self) -> usize {
+        self.mesh.len()
+    }
+
+    pub fn shard_of(&self, key: &[u8]) -> usize {
+        shard_of(key, self.nshards())
+    }
+
+    /// Runs `f` on shard `shard` regardless of locks (reads of counters,
+    /// fan-outs that are not required to be atomic).
+    pub async fn run_on<R, F>(&self, shard: usize, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        if shard == self.id {
+            return f(&mut self.shard.borrow_mut());
+        }
+        let (tx, rx) = oneshot();
+        self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
+        rx.await.expect("a shard dropped a reply")
+    }
+
+    /// Runs `f` on the shard owning the keys once no lock blocks them.
+    pub async fn run_keyed<R, F>(&self, shard: usize, db: u16, keys: &[Bytes], write: bool, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        if shard == self.id {
+            let rx = {
+                let mut sh = self.shard.borrow_mut();
+                if sh.locks.is_idle() {
+                    return f(&mut sh);
+                }
+                let access = Access::Keys {
+                    db,
+                    keys: keys.to_vec(),
+                    write,
+                };
+                let (tx, rx) = oneshot();
+                locks::submit(&mut sh, access, false, Box::new(move |sh| tx.send(f(sh))));
+                rx
+            };
+            return rx.await.expect("a shard dropped a reply");
+        }
+        let keys = keys.to_vec();
+        let (tx, rx) = oneshot();
+        self.mesh[shard].send(Box::new(move |sh| {
+            if sh.locks.is_idle() {
+                tx.send(f(sh));
+            } else {
+                let access = Access::Keys { db, keys, write };
+                locks::submit(sh, access, false, Box::new(move |sh| tx.send(f(sh))));
+            }
+        }));
+        rx.await.expect("a shard dropped a reply")
+    }
+
+    /// Runs `f` on every shard (not atomically) and collects the results in
+    /// shard order.
+    pub async fn run_on_all<R, F>(&self, f: F) -> Vec<R>
+    where
+        R: Send + 'static,
+        F: Fn(&mut Shard) -> R + Send + Clone + 'static,
+    {
+        let mut pending = Vec::with_capacity(self.nshards());
+        for shard in 0..self.nshards() {
+            if shard != self.id {
+                let (tx, rx) = oneshot();
+                let f = f.clone();
+                self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
+                pending.push((shard, Some(rx)));
+            } else {
+                pending.push((shard, None));
+            }
+        }
+        let local = f(&mut self.shard.borrow_mut());
+        let mut local = Some(local);
+        let mut out = Vec::with_capacity(pending.len());
+        for (_, rx) in pending {
+            match rx {
+                Some(rx) => out.push(rx.await.expect("a shard dropped a reply")),
+                None => out.push(local.take().expect("one local shard")),
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_tags_pick_the_braced_part() {
+        assert_eq!(hash_tag(b"{user1000}.following"), b"user1000");
+        assert_eq!(hash_tag(b"foo{}{bar}"), b"foo{}{bar}");
+        assert_eq!(hash_tag(b"foo{{bar}}zap"), b"{bar");
+        assert_eq!(hash_tag(b"foo{bar}{zap}"), b"bar");
+        assert_eq!(hash_tag(b"nobraces"), b"nobraces");
+    }
+
+    #[test]
+    fn tagged_keys_share_a_shard() {
+        for n in [2, 3, 8] {
+            assert_eq!(shard_of(b"{t}a", n), shard_of(b"{t}b", n));
+        }
+        let spread: std::collections::HashSet<usize> =
+            (0..100).map(|i| shard_of(format!("key:{i}").as_bytes(), 4)).collect();
+        assert_eq!(spread.len(), 4);
+    }
+}

@@ -1,0 +1,141 @@
+//! Starts real servers for black-box tests over TCP.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server process that is killed when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn client(&self) -> redis::Client {
+        redis::Client::open(self.url()).expect("client")
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        self.client().get_connection().expect("connect")
+    }
+
+    /// A RESP3 connection.
+    pub fn conn3(&self) -> redis::Connection {
+        redis::Client::open(format!("{}?protocol=resp3", self.url()))
+            .expect("client")
+            .get_connection()
+            .expect("connect")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn wait_ready(port: u16, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited early: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server on port {port} did not start");
+}
+
+/// Starts Mayfly with `threads` executors and extra flags.
+pub fn mayfly_with(threads: usize, extra: &[&str]) -> Server {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mayfly"))
+        .arg(format!("--port={port}"))
+        .arg(format!("--proactor_threads={threads}"))
+        .arg("--loglevel=warning")
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn mayfly");
+    wait_ready(port, &mut child);
+    Server { child, port }
+}
+
+/// Starts Mayfly with two executors, so keys spread over two shards.
+pub fn mayfly() -> Server {
+    mayfly_with(2, &[])
+}
+
+/// Starts Debian's redis-server, if installed. In CI it must be.
+pub fn redis_server() -> Option<Server> {
+    let port = free_port();
+    let spawned = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            wait_ready(port, &mut child);
+            Some(Server { child, port })
+        }
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "redis-server is required in CI: {e}");
+            eprintln!("redis-server not installed; skipping the comparison");
+            None
+        }
+    }
+}
+
+/// Runs a raw command and returns its reply value (or error) for comparison.
+pub fn raw(conn: &mut redis::Connection, args: &[&[u8]]) -> redis::RedisResult<redis::Value> {
+    let mut cmd = redis::cmd(std::str::from_utf8(args[0]).expect("utf8 name"));
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    cmd.query(conn)
+}
+
+/// Two keys that live on different shards of a two-shard server.
+pub fn keys_on_two_shards(prefix: &str) -> (String, String) {
+    let first = format!("{prefix}:0");
+    let s0 = mayfly::shard::shard_of(first.as_bytes(), 2);
+    for i in 1..1000 {
+        let k = format!("{prefix}:{i}");
+        if mayfly::shard::shard_of(k.as_bytes(), 2) != s0 {
+            return (first, k);
+        }
+    }
+    panic!("no key on the other shard");
+}

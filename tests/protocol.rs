@@ -1,0 +1,157 @@
+//! The wire protocol: pipelining, inline commands, RESP3, bad input.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use redis::{Commands, Value, cmd};
+
+fn raw_conn(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Reads until the peer closes or `want` bytes arrived.
+fn read_some(s: &mut TcpStream, want: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while out.len() < want {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// Reads until the data received ends with `suffix` (or the peer stops).
+fn read_until(s: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(suffix) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+fn peer_closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(0))
+}
+
+#[test]
+fn pipelined_replies_come_back_in_order() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..500 {
+        pipe.cmd("SET").arg(format!("p:{i}")).arg(i).ignore();
+    }
+    for i in 0..500 {
+        pipe.cmd("GET").arg(format!("p:{i}"));
+    }
+    let values: Vec<i64> = pipe.query(&mut c).unwrap();
+    assert_eq!(values, (0..500).collect::<Vec<_>>());
+}
+
+#[test]
+fn inline_commands_work() {
+    let server = common::mayfly();
+    let mut s = raw_conn(server.port);
+    s.write_all(b"SET inline \"a b\"\r\nGET inline\r\nPING\r\n").unwrap();
+    let out = read_some(&mut s, 5 + 9 + 7);
+    assert_eq!(out, b"+OK\r\n$3\r\na b\r\n+PONG\r\n");
+}
+
+#[test]
+fn malformed_input_closes_only_that_connection() {
+    let server = common::mayfly();
+    let mut good = server.conn();
+    let _: () = good.set("still", "here").unwrap();
+    let cases: &[(&[u8], &[u8])] = &[
+        (b"*1\r\n$-5\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n$536870913\r\n", b"-ERR Protocol error: invalid bulk length\r\n"),
+        (b"*1\r\n:5\r\n", b"-ERR Protocol error: expected '$', got ':'\r\n"),
+        (b"*x\r\n", b"-ERR Protocol error: invalid multibulk length\r\n"),
+        (
+            b"*99999999999\r\n",
+            b"-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"SET \"unbalanced\r\n",
+            b"-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ];
+    for (input, want) in cases {
+        let mut s = raw_conn(server.port);
+        s.write_all(input).unwrap();
+        let out = read_some(&mut s, want.len());
+        assert_eq!(String::from_utf8_lossy(&out), String::from_utf8_lossy(want));
+        assert!(
+            peer_closed(&mut s),
+            "connection should close after {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    let mut s = raw_conn(server.port);
+    s.write_all(&vec![b'a'; 70 * 1024]).unwrap();
+    let out = read_some(&mut s, 10);
+    assert!(String::from_utf8_lossy(&out).starts_with("-ERR Protocol error: too big inline request"));
+    let v: String = good.get("still").unwrap();
+    assert_eq!(v, "here");
+}
+
+#[test]
+fn unknown_commands_and_arity_errors_use_redis_text() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let err = cmd("NOSUCH").arg("a").arg("b").query::<()>(&mut c).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "An error was signalled by the server - ResponseError: unknown command 'NOSUCH', with args beginning with: 'a' 'b' "
+    );
+    let err = cmd("GET").query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.detail(), Some("wrong number of arguments for 'get' command"));
+    let v: String = cmd("PING").query(&mut c).unwrap();
+    assert_eq!(v, "PONG");
+}
+
+#[test]
+fn resp3_hello_switches_reply_types() {
+    let server = common::mayfly();
+    let mut c = server.conn3();
+    let _: () = c.hset("h", "f", "v").unwrap();
+    let v: Value = cmd("HGETALL").arg("h").query(&mut c).unwrap();
+    assert!(matches!(v, Value::Map(_)), "got {v:?}");
+    let v: Value = cmd("GET").arg("missing").query(&mut c).unwrap();
+    assert_eq!(v, Value::Nil);
+    let mut s = raw_conn(server.port);
+    s.write_all(b"HELLO 3\r\nGET missing\r\nHELLO 4\r\n").unwrap();
+    let out = String::from_utf8_lossy(&read_until(&mut s, b"version\r\n")).into_owned();
+    assert!(out.starts_with("%7\r\n"), "{out}");
+    assert!(out.contains("_\r\n"), "{out}");
+    assert!(out.ends_with("-NOPROTO unsupported protocol version\r\n"), "{out}");
+}
+
+#[test]
+fn large_values_arrive_in_pieces() {
+    let server = common::mayfly();
+    let mut s = raw_conn(server.port);
+    let value = vec![b'x'; 3 * 1024 * 1024];
+    let mut req = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n${}\r\n", value.len()).into_bytes();
+    req.extend_from_slice(&value);
+    req.extend_from_slice(b"\r\n");
+    for chunk in req.chunks(100_000) {
+        s.write_all(chunk).unwrap();
+    }
+    assert_eq!(read_some(&mut s, 5), b"+OK\r\n");
+    let mut c = server.conn();
+    let n: usize = c.strlen("big").unwrap();
+    assert_eq!(n, value.len());
+}
