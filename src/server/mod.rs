@@ -228,11 +228,15 @@ pub fn kill_local_clients(filter: &KillFilter) -> usize {
             let mut c = client.borrow_mut();
             if filter.matches(&c) && !c.killed {
                 c.killed = true;
-                if let Some(signal) = c.block_signal.take() {
-                    signal.fire();
-                }
-                if !c.busy {
+                // An idle or blocked client is closed at once; one that is
+                // running a command (perhaps this very CLIENT KILL) gets its
+                // reply first.
+                let blocked = c.block_signal.take();
+                if !c.busy || blocked.is_some() {
                     net::shutdown_fd(c.fd);
+                }
+                if let Some(signal) = blocked {
+                    signal.fire();
                 }
                 killed += 1;
             }
