@@ -37,6 +37,10 @@ pub struct Config {
     #[arg(long, default_value = "notice")]
     pub loglevel: Level,
 
+    /// Socket implementation: uring (our own DEFER_TASKRUN ring) or glommio.
+    #[arg(long = "socket_backend", value_enum, default_value = "uring")]
+    pub socket_backend: crate::server::net::Backend,
+
     /// Microseconds an idle executor busy-polls before it parks.
     #[arg(long = "spin_before_park_us", default_value_t = 50)]
     pub spin_before_park_us: u64,

@@ -20,6 +20,7 @@
 //! Client-visible error texts live in `error`; flags and defaults in
 //! `config`.
 
+pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod db;

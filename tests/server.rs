@@ -265,3 +265,17 @@ fn cli_accepts_both_flag_forms_and_rejects_bad_values() {
     let err = cmd("SELECT").arg(4).query::<()>(&mut c).unwrap_err();
     assert_eq!(err.detail(), Some("DB index is out of range"));
 }
+
+#[test]
+fn a_second_server_cannot_take_a_port_in_use() {
+    let first = common::mayfly();
+    let out = Command::new(env!("CARGO_BIN_EXE_mayfly"))
+        .arg(format!("--port={}", first.port))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Address already in use"));
+    let mut c = first.conn();
+    let pong: String = cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}

@@ -41,7 +41,7 @@ fn del(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
     Box::pin(async move {
         let groups = group_by_shard(session, args[1..].iter().enumerate());
         let counts = run_grouped(session, true, groups, |ctx, items| {
-            let now = ctx.now;
+            let now = ctx.lookup_now();
             items.iter().filter(|(_, k)| ctx.db().remove_live(k, now)).count() as i64
         })
         .await;
@@ -54,7 +54,7 @@ fn exists(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
     Box::pin(async move {
         let groups = group_by_shard(session, args[1..].iter().enumerate());
         let counts = run_grouped(session, false, groups, |ctx, items| {
-            let now = ctx.now;
+            let now = ctx.lookup_now();
             items.iter().filter(|(_, k)| ctx.db().contains(k, now)).count() as i64
         })
         .await;
@@ -105,7 +105,7 @@ fn expire_generic(ctx: &mut OpCtx<'_>, args: &[Bytes], millis: bool, absolute: b
         Ok(v) => v,
         Err(e) => return e,
     };
-    let now = ctx.now as i64;
+    let now = ctx.now() as i64;
     let mut at = when;
     if !millis {
         if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&at) {
@@ -160,7 +160,7 @@ fn pexpireat(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 
 /// TTL and its siblings: -2 for a missing key, -1 for no TTL.
 fn ttl_generic(ctx: &mut OpCtx<'_>, key: &[u8], millis: bool, absolute: bool) -> Reply {
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     let Some(entry) = ctx.db().get(key, now) else {
         return Reply::Int(-2);
     };
@@ -197,7 +197,7 @@ fn pexpiretime(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 
 /// PERSIST key
 fn persist(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     if ctx.db().get(&args[1], now).is_none() {
         return Reply::Int(0);
     }
@@ -222,7 +222,7 @@ fn move_(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     if target == ctx.db {
         return Reply::Error(error::SAME_OBJECT);
     }
-    let now = ctx.now;
+    let now = ctx.now();
     let key = &args[1];
     if !ctx.db().contains(key, now) || ctx.shard.db(target).contains(key, now) {
         return Reply::Int(0);
@@ -243,7 +243,7 @@ fn keys(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             .core
             .run_on_all(move |sh| {
                 let mut ctx = OpCtx::new(sh, db);
-                let now = ctx.now;
+                let now = ctx.lookup_now();
                 let all = pattern.as_ref() == b"*";
                 ctx.db()
                     .keys(now)

@@ -26,7 +26,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -141,19 +140,35 @@ pub const fn spec(name: &'static str, arity: i32, flags: u32, keys: (i32, i32, i
     }
 }
 
-/// What a shard operation sees: the shard, the selected database, the time.
+/// What a shard operation sees: the shard, the selected database, and a
+/// clock read at most once, and only when needed.
 pub struct OpCtx<'a> {
     pub shard: &'a mut Shard,
     pub db: u16,
-    pub now: u64,
+    now: u64,
 }
 
 impl<'a> OpCtx<'a> {
     pub fn new(shard: &'a mut Shard, db: u16) -> OpCtx<'a> {
-        OpCtx {
-            shard,
-            db,
-            now: now_ms(),
+        OpCtx { shard, db, now: 0 }
+    }
+
+    /// The time in unix milliseconds, read once per operation.
+    pub fn now(&mut self) -> u64 {
+        if self.now == 0 {
+            self.now = now_ms();
+        }
+        self.now
+    }
+
+    /// The time to check expiry against in the selected database: the
+    /// clock when the database holds keys with a TTL, else 0 (no key can
+    /// be due, so the clock is not read).
+    pub fn lookup_now(&mut self) -> u64 {
+        if self.shard.dbs[self.db as usize].expires_len() == 0 {
+            0
+        } else {
+            self.now()
         }
     }
 
@@ -163,7 +178,7 @@ impl<'a> OpCtx<'a> {
 
     /// The live value at `key`, created with `make` when missing.
     pub fn value_or_insert(&mut self, key: &[u8], make: fn() -> Value) -> &mut Value {
-        let now = self.now;
+        let now = self.lookup_now();
         let db = self.db();
         if db.get(key, now).is_none() {
             db.set(key, make());
@@ -173,7 +188,7 @@ impl<'a> OpCtx<'a> {
 
     /// The live value at `key`, if any.
     pub fn value(&mut self, key: &[u8]) -> Option<&mut Value> {
-        let now = self.now;
+        let now = self.lookup_now();
         self.db().get_mut(key, now).map(|e| &mut e.value)
     }
 }
@@ -234,20 +249,18 @@ pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
     if !session.authed && spec.flags & flags::NO_AUTH == 0 {
         return Reply::Error(error::NOAUTH);
     }
-    let started = Instant::now();
+    let started = crate::clock::ticks();
     let reply = execute(session, spec, args).await;
     let node = session.node.clone();
     let mut stats = node.stats.borrow_mut();
     stats.commands += 1;
     let stat = stats.per_command.entry(spec.name).or_default();
     stat.calls += 1;
-    stat.usec += started.elapsed().as_micros() as u64;
+    stat.ticks += crate::clock::ticks().wrapping_sub(started);
     if reply.is_error() {
         stat.failed += 1;
     }
-    let mut info = session.info.borrow_mut();
-    info.last_command = spec.name;
-    info.last_active = started;
+    session.info.borrow_mut().last_command = spec.name;
     reply
 }
 

@@ -171,7 +171,7 @@ async fn gather_totals(session: &Session) -> ShardTotals {
             match total.per_command.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, s)) => {
                     s.calls += stat.calls;
-                    s.usec += stat.usec;
+                    s.ticks += stat.ticks;
                     s.failed += stat.failed;
                 }
                 None => total.per_command.push((name, stat)),
@@ -320,15 +320,16 @@ fn info(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
         if has("commandstats") {
             let mut s = String::new();
             for (name, st) in &totals.per_command {
+                let usec = crate::clock::ticks_to_us(st.ticks);
                 let per = if st.calls > 0 {
-                    st.usec as f64 / st.calls as f64
+                    usec as f64 / st.calls as f64
                 } else {
                     0.0
                 };
                 let _ = write!(
                     s,
                     "cmdstat_{name}:calls={},usec={},usec_per_call={per:.2},rejected_calls=0,failed_calls={}\r\n",
-                    st.calls, st.usec, st.failed
+                    st.calls, usec, st.failed
                 );
             }
             section("Commandstats", s);

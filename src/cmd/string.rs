@@ -147,12 +147,14 @@ impl SetArgs {
 }
 
 fn set(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
-    let opts = match SetArgs::parse(&args[3..], ctx.now) {
+    // Only the expiry options need the clock.
+    let now = if args.len() > 3 { ctx.now() } else { 0 };
+    let opts = match SetArgs::parse(&args[3..], now) {
         Ok(o) => o,
         Err(e) => return e,
     };
     let key = &args[1];
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     let (exists, old_value, old_ttl) = match ctx.db().get(key, now) {
         None => (false, None, 0),
         Some(entry) => match &entry.value {
@@ -183,7 +185,7 @@ fn set(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 
 /// SETNX key value
 fn setnx(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     if ctx.db().contains(&args[1], now) {
         return Reply::Int(0);
     }
@@ -192,7 +194,7 @@ fn setnx(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 }
 
 fn set_with_ttl(ctx: &mut OpCtx<'_>, args: &[Bytes], unit: TimeUnit, name: &str) -> Reply {
-    let at = match deadline(&args[2], unit, false, ctx.now, name) {
+    let at = match deadline(&args[2], unit, false, ctx.now(), name) {
         Ok(at) => at,
         Err(e) => return e,
     };
@@ -235,7 +237,7 @@ fn getdel(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 
 /// GETEX key [EX s|PX ms|EXAT ts|PXAT ts|PERSIST]
 fn getex(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
-    let now = ctx.now;
+    let now = ctx.now();
     let mut ttl = None;
     let mut persist = false;
     let mut cur = Cursor::new(&args[2..]);
@@ -279,7 +281,7 @@ fn getex(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 
 /// Adds `delta` to the integer at `key`, keeping its TTL.
 fn incr_by(ctx: &mut OpCtx<'_>, key: &[u8], delta: i64) -> Reply {
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     let current = match ctx.db().get_mut(key, now) {
         None => 0,
         Some(entry) => match &entry.value {
@@ -347,7 +349,7 @@ fn incrbyfloat(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         return Reply::Error(error::INCR_NAN_OR_INF);
     }
     let text = Bytes::from(format_float(next));
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     match ctx.db().get_mut(&args[1], now) {
         Some(entry) => entry.value = Value::Str(text.clone()),
         None => ctx.db().set(&args[1], Value::Str(text.clone())),
@@ -363,7 +365,7 @@ fn edit_string(
     create: bool,
     edit: impl FnOnce(&mut BytesMut),
 ) -> Result<Option<usize>, Reply> {
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     match ctx.db().get_mut(key, now) {
         Some(entry) => match &mut entry.value {
             Value::Str(s) => {
@@ -390,7 +392,7 @@ fn edit_string(
 /// APPEND key value
 fn append(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let add = &args[2];
-    let now = ctx.now;
+    let now = ctx.lookup_now();
     if let Some(Value::Str(s)) = ctx.db().get(&args[1], now).map(|e| &e.value)
         && s.len() + add.len() > MAX_STRING
     {
@@ -529,7 +531,7 @@ fn msetnx(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                 .run(*shard, move |sh| {
                     let mut ctx = OpCtx::new(sh, db);
                     items.iter().any(|(_, k)| {
-                        let now = ctx.now;
+                        let now = ctx.lookup_now();
                         ctx.db().contains(k, now)
                     })
                 })

@@ -74,6 +74,7 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
         if stream.read_into(&mut input).await? == 0 {
             return Ok(());
         }
+        session.info.borrow_mut().last_active = std::time::Instant::now();
         loop {
             match resp::decode_command(&mut input, &limits) {
                 Ok(Some(args)) => {

@@ -47,7 +47,8 @@ pub struct Shared {
 #[derive(Default, Clone, Debug)]
 pub struct CommandStat {
     pub calls: u64,
-    pub usec: u64,
+    /// Time spent, in `clock` ticks.
+    pub ticks: u64,
     pub failed: u64,
 }
 
@@ -83,6 +84,7 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 /// Starts the executors and serves until SHUTDOWN.
 pub fn run(config: Config) -> std::io::Result<()> {
+    crate::clock::calibrate();
     let threads = config.threads();
     let cpus = allowed_cpus();
     let mesh: Arc<Vec<Inbox>> = Arc::new((0..threads).map(|_| Inbox::default()).collect());
@@ -102,6 +104,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
         threads,
         crate::REDIS_VERSION
     );
+    refuse_taken_port(&shared.config)?;
     let mut handles = Vec::new();
     for id in 0..threads {
         let cpu = cpus[id % cpus.len()];
@@ -126,6 +129,26 @@ pub fn run(config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Fails, as Redis does, when another process already listens on the port.
+///
+/// The executors bind with SO_REUSEPORT, which would let a second server of
+/// the same user share the port silently and take half its connections. A
+/// plain bind (no SO_REUSEPORT) fails if anyone listens there; it is closed
+/// again before the executors bind.
+fn refuse_taken_port(config: &Config) -> std::io::Result<()> {
+    let addr = format!("{}:{}", config.bind, config.port);
+    match std::net::TcpListener::bind(&addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("Could not create server TCP listening socket {addr}: bind: {e}"),
+        )),
+    }
+}
+
 async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std::io::Result<()> {
     let nshards = mesh.len();
     let node = Rc::new(Node {
@@ -143,7 +166,13 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
     glommio::spawn_local(expire_cycle(node.clone())).detach();
 
     let addr = format!("{}:{}", shared.config.bind, shared.config.port);
-    let listener = match net::Listener::bind(&addr) {
+    let backend = shared.config.socket_backend;
+    let spin = Duration::from_micros(shared.config.spin_before_park_us);
+    if let Err(e) = net::start_executor(backend, spin) {
+        log_warning!("Could not start the {backend:?} socket driver: {e}");
+        std::process::exit(1);
+    }
+    let listener = match net::Listener::bind(backend, &addr) {
         Ok(l) => l,
         Err(e) => {
             log_warning!("Could not bind {addr}: {e}");

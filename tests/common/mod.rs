@@ -53,34 +53,46 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_ready(port: u16, child: &mut Child) {
+/// Waits until the server accepts connections. False if it exited first
+/// (for example because a parallel test took the same free port).
+fn wait_ready(port: u16, child: &mut Child) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
         }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("server exited early: {status}");
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("server on port {port} did not start");
 }
 
+/// Starts a server on a free port, retrying when the port was taken.
+fn start(mut command: impl FnMut(u16) -> Command) -> Server {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = command(port).spawn().expect("spawn server");
+        if wait_ready(port, &mut child) {
+            return Server { child, port };
+        }
+    }
+    panic!("could not start a server on a free port");
+}
+
 /// Starts Mayfly with `threads` executors and extra flags.
 pub fn mayfly_with(threads: usize, extra: &[&str]) -> Server {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mayfly"))
-        .arg(format!("--port={port}"))
-        .arg(format!("--proactor_threads={threads}"))
-        .arg("--loglevel=warning")
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn mayfly");
-    wait_ready(port, &mut child);
-    Server { child, port }
+    start(|port| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_mayfly"));
+        c.arg(format!("--port={port}"))
+            .arg(format!("--proactor_threads={threads}"))
+            .arg("--loglevel=warning")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    })
 }
 
 /// Starts Mayfly with two executors, so keys spread over two shards.
@@ -90,32 +102,19 @@ pub fn mayfly() -> Server {
 
 /// Starts Debian's redis-server, if installed. In CI it must be.
 pub fn redis_server() -> Option<Server> {
-    let port = free_port();
-    let spawned = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    match spawned {
-        Ok(mut child) => {
-            wait_ready(port, &mut child);
-            Some(Server { child, port })
-        }
-        Err(e) => {
-            assert!(std::env::var_os("CI").is_none(), "redis-server is required in CI: {e}");
-            eprintln!("redis-server not installed; skipping the comparison");
-            None
-        }
+    if let Err(e) = Command::new("redis-server").arg("--version").output() {
+        assert!(std::env::var_os("CI").is_none(), "redis-server is required in CI: {e}");
+        eprintln!("redis-server not installed; skipping the comparison");
+        return None;
     }
+    Some(start(|port| {
+        let mut c = Command::new("redis-server");
+        c.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }))
 }
 
 /// Runs a raw command and returns its reply value (or error) for comparison.

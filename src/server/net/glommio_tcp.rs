@@ -1,8 +1,4 @@
-//! The socket layer, kept behind this one small module so it can change.
-//!
-//! Today it uses glommio's own TCP types. The interface is what the
-//! connection loop needs: accept, read into a growing buffer, write a batch
-//! of replies, and a raw fd that CLIENT KILL can shut down.
+//! The glommio backend: glommio's own TCP listener and streams.
 
 use std::io;
 use std::net::SocketAddr;
@@ -59,13 +55,5 @@ impl Stream {
 
     pub fn raw_fd(&self) -> RawFd {
         self.0.as_raw_fd()
-    }
-}
-
-/// Wakes a connection blocked in read by shutting its socket down.
-pub fn shutdown_fd(fd: RawFd) {
-    // SAFETY: shutdown on a descriptor we own; worst case it returns EBADF.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_RDWR);
     }
 }
