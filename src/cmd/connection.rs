@@ -335,8 +335,6 @@ async fn client_list(session: &Session, args: &[Bytes]) -> Reply {
         }
     }
     let lines = session
-        .node
-        .core
         .run_on_all(move |_| {
             server::with_local_clients(|clients| {
                 let mut v: Vec<(u64, String)> = clients
@@ -395,8 +393,6 @@ async fn client_kill(session: &Session, args: &[Bytes]) -> Reply {
         }
     }
     let killed: usize = session
-        .node
-        .core
         .run_on_all(move |_| server::kill_local_clients(&filter))
         .await
         .into_iter()

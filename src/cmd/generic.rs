@@ -10,7 +10,6 @@ use crate::db::{Entry, ValueKind};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
-use crate::shard::tx::lock_keys;
 
 pub const COMMANDS: &[CommandSpec] = &[
     spec("del", -2, WRITE, (1, -1, 1), Exec::Conn(del)),
@@ -230,6 +229,7 @@ fn move_(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let entry = ctx.db().remove(key).expect("checked above");
     ctx.shard.db(target).set_with_expire(key, entry.value, entry.expire_at);
     ctx.shard.signal_key(target, key);
+    ctx.shard.touch_watched(target, key);
     Reply::Int(1)
 }
 
@@ -239,8 +239,6 @@ fn keys(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
         let db = session.db;
         let pattern = args[1].clone();
         let per_shard = session
-            .node
-            .core
             .run_on_all(move |sh| {
                 let mut ctx = OpCtx::new(sh, db);
                 let now = ctx.lookup_now();
@@ -269,7 +267,7 @@ fn scan(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             Ok(o) => o,
             Err(e) => return e,
         };
-        let core = &session.node.core;
+        let core = session.core();
         let nshards = core.nshards() as u64;
         let mut shard = (cursor % nshards) as usize;
         let mut pos = (cursor / nshards) as usize;
@@ -277,7 +275,7 @@ fn scan(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
         let mut found = Vec::new();
         loop {
             let count = opts.count;
-            let (page, next) = core
+            let (page, next) = session
                 .run_on(shard, move |sh| {
                     let now = crate::db::now_ms();
                     sh.db(db).scan_page(pos, count, now)
@@ -357,8 +355,8 @@ impl ScanArgs {
 fn randomkey(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
     Box::pin(async move {
         let db = session.db;
-        let core = &session.node.core;
-        let sizes = core.run_on_all(move |sh| sh.db(db).len()).await;
+        let core = session.core();
+        let sizes = session.run_on_all(move |sh| sh.db(db).len()).await;
         let total: usize = sizes.iter().sum();
         if total == 0 {
             return Reply::Nil;
@@ -366,7 +364,7 @@ fn randomkey(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
         let mut pick = (core.shard.borrow_mut().random() % total as u64) as usize;
         for (shard, size) in sizes.into_iter().enumerate() {
             if pick < size {
-                return core
+                return session
                     .run_on(shard, move |sh| {
                         let db = sh.db(db);
                         let index = pick.min(db.len().saturating_sub(1));
@@ -429,14 +427,14 @@ async fn transfer(session: &Session, src: &Bytes, src_db: u16, dst: &Bytes, dst_
     if is_copy && src == dst && src_db == dst_db {
         return Reply::Error(error::SAME_OBJECT);
     }
-    let core = &session.node.core;
+    let core = session.core();
     let mut keys = vec![src.clone()];
     if dst_db == src_db {
         keys.push(dst.clone());
     }
-    let held = lock_keys(core, src_db, true, &keys).await;
+    let held = session.lock_keys(src_db, true, &keys).await;
     let dst_held = if dst_db != src_db {
-        Some(lock_keys(core, dst_db, true, std::slice::from_ref(dst)).await)
+        Some(session.lock_keys(dst_db, true, std::slice::from_ref(dst)).await)
     } else {
         None
     };
@@ -467,7 +465,7 @@ async fn transfer(session: &Session, src: &Bytes, src_db: u16, dst: &Bytes, dst_
     }
     let dst_key = dst.clone();
     let may_overwrite = matches!(mode, Transfer::Rename | Transfer::CopyReplace);
-    let placed = core
+    let placed = session
         .run_on(dst_shard, move |sh| {
             let now = crate::db::now_ms();
             let db = sh.db(dst_db);

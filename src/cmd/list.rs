@@ -14,14 +14,13 @@ use bytes::Bytes;
 
 use super::parse::{Cursor, float, int, upper};
 use super::set::drop_if_empty;
-use super::{BoxFut, CommandSpec, Exec, OpCtx, spec};
+use super::{BoxFut, CommandSpec, Exec, OpCtx, numkeys_at, spec};
 use crate::cmd::flags::*;
 use crate::db::Value;
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
 use crate::shard::Signal;
-use crate::shard::tx::lock_keys;
 
 pub const COMMANDS: &[CommandSpec] = &[
     spec("lpush", -3, WRITE | DENYOOM | FAST, (1, 1, 1), Exec::Key(lpush)),
@@ -40,7 +39,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("lpos", -3, READONLY, (1, 1, 1), Exec::Key(lpos)),
     spec("rpoplpush", 3, WRITE | DENYOOM, (1, 2, 1), Exec::Conn(rpoplpush)),
     spec("lmove", 5, WRITE | DENYOOM, (1, 2, 1), Exec::Conn(lmove)),
-    spec("lmpop", -4, WRITE, (2, -1, 1), Exec::Conn(lmpop)),
+    spec("lmpop", -4, WRITE, (2, -1, 1), Exec::Conn(lmpop)).with_keys(|a| Some(numkeys_at(a, 1))),
     spec("blpop", -3, WRITE | BLOCKING, (1, -2, 1), Exec::Conn(blpop)),
     spec("brpop", -3, WRITE | BLOCKING, (1, -2, 1), Exec::Conn(brpop)),
     spec(
@@ -51,7 +50,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         Exec::Conn(brpoplpush),
     ),
     spec("blmove", 6, WRITE | DENYOOM | BLOCKING, (1, 2, 1), Exec::Conn(blmove)),
-    spec("blmpop", -5, WRITE | BLOCKING, (3, -1, 1), Exec::Conn(blmpop)),
+    spec("blmpop", -5, WRITE | BLOCKING, (3, -1, 1), Exec::Conn(blmpop)).with_keys(|a| Some(numkeys_at(a, 2))),
 ];
 
 type List = VecDeque<Bytes>;
@@ -413,8 +412,8 @@ fn lpos(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 /// Ok(None) when `src` is missing or empty.
 async fn move_element(session: &Session, src: &Bytes, dst: &Bytes, from: End, to: End) -> Result<Option<Bytes>, Reply> {
     let db = session.db;
-    let core = &session.node.core;
-    let held = lock_keys(core, db, true, &[src.clone(), dst.clone()]).await;
+    let core = session.core();
+    let held = session.lock_keys(db, true, &[src.clone(), dst.clone()]).await;
     let (s, d) = (src.clone(), dst.clone());
     let same_shard = core.shard_of(src) == core.shard_of(dst);
     if same_shard {
@@ -486,12 +485,12 @@ async fn pop_first(
     count: usize,
 ) -> Result<Option<(Bytes, Vec<Bytes>)>, Reply> {
     let db = session.db;
-    let core = &session.node.core;
+    let core = session.core();
     if keys.len() == 1 || keys.iter().all(|k| core.shard_of(k) == core.shard_of(&keys[0])) {
         // One shard: a single step on the owner.
         let keys_owned = keys.to_vec();
-        return core
-            .run_keyed(core.shard_of(&keys[0]), db, keys, true, move |sh| {
+        return session
+            .run_keyed(core.shard_of(&keys[0]), keys, true, move |sh| {
                 let mut ctx = OpCtx::new(sh, db);
                 for key in keys_owned {
                     if let Some(v) = pop_n(&mut ctx, &key, end, count)? {
@@ -502,7 +501,7 @@ async fn pop_first(
             })
             .await;
     }
-    let held = lock_keys(core, db, true, keys).await;
+    let held = session.lock_keys(db, true, keys).await;
     for key in keys {
         let k = key.clone();
         let popped = held
@@ -591,9 +590,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, Reply>>,
 {
+    if session.atomic {
+        // Inside EXEC or a script, blocking commands do not block.
+        return attempt().await;
+    }
     let deadline = timeout.map(|t| Instant::now() + t);
     let db = session.db;
-    let core = &session.node.core;
+    let core = session.core();
     loop {
         if let Some(v) = attempt().await? {
             return Ok(Some(v));
@@ -601,7 +604,7 @@ where
         let signal = Arc::new(Signal::default());
         for key in keys {
             let (k, s) = (key.clone(), signal.clone());
-            core.run_on(core.shard_of(key), move |sh| {
+            session.run_on(core.shard_of(key), move |sh| {
                 let ready = matches!(sh.db(db).get_mut(&k, crate::db::now_ms()), Some(e) if matches!(&e.value, Value::List(l) if !l.is_empty()));
                 if ready {
                     s.fire();

@@ -13,6 +13,7 @@
 //!   (which hop to several shards atomically), connection and server
 //!   commands.
 
+mod access;
 mod connection;
 mod generic;
 mod hash;
@@ -21,6 +22,7 @@ mod parse;
 mod server;
 mod set;
 mod string;
+pub mod transaction;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -82,6 +84,10 @@ pub type ConnHandler = for<'a> fn(&'a mut Session, Vec<Bytes>) -> BoxFut<'a>;
 /// A single-key operation run on the key's shard.
 pub type KeyOp = fn(&mut OpCtx<'_>, &[Bytes]) -> Reply;
 
+/// Finds the keys of a command whose key positions depend on its arguments
+/// (numkeys). None: the keys cannot be known, lock everything.
+pub type KeysFn = fn(&[Bytes]) -> Option<Vec<Bytes>>;
+
 #[derive(Clone, Copy)]
 pub enum Exec {
     Key(KeyOp),
@@ -102,11 +108,34 @@ pub struct CommandSpec {
     pub last_key: i32,
     pub step: i32,
     pub exec: Exec,
+    /// For commands with movable keys (EVAL, LMPOP, ...).
+    pub keys_fn: Option<KeysFn>,
 }
 
 impl CommandSpec {
     pub fn is_write(&self) -> bool {
         self.flags & flags::WRITE != 0
+    }
+
+    /// Declares how to find this command's keys from its arguments.
+    pub const fn with_keys(self, keys_fn: KeysFn) -> CommandSpec {
+        CommandSpec {
+            keys_fn: Some(keys_fn),
+            ..self
+        }
+    }
+
+    /// Every key a call touches, or None when that cannot be known in
+    /// advance (a keyless command that reads or writes data).
+    pub fn key_args(&self, args: &[Bytes]) -> Option<Vec<Bytes>> {
+        if let Some(f) = self.keys_fn {
+            return f(args);
+        }
+        if self.first_key == 0 {
+            let touches_data = self.flags & (flags::WRITE | flags::READONLY) != 0;
+            return if touches_data { None } else { Some(Vec::new()) };
+        }
+        Some(self.keys(args).into_iter().cloned().collect())
     }
 
     /// The key arguments of a call, from the row's key positions.
@@ -137,7 +166,18 @@ pub const fn spec(name: &'static str, arity: i32, flags: u32, keys: (i32, i32, i
         last_key: keys.1,
         step: keys.2,
         exec,
+        keys_fn: None,
     }
+}
+
+/// Keys given as `numkeys key...` starting at argument `at`.
+pub fn numkeys_at(args: &[Bytes], at: usize) -> Vec<Bytes> {
+    let n = args
+        .get(at)
+        .and_then(|a| crate::db::parse_i64(a))
+        .filter(|n| *n > 0)
+        .unwrap_or(0) as usize;
+    args.iter().skip(at + 1).take(n).cloned().collect()
 }
 
 /// What a shard operation sees: the shard, the selected database, and a
@@ -197,7 +237,8 @@ impl<'a> OpCtx<'a> {
 pub fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
     static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let families: [&'static [CommandSpec]; 7] = [
+        let families: [&'static [CommandSpec]; 8] = [
+            transaction::COMMANDS,
             string::COMMANDS,
             generic::COMMANDS,
             set::COMMANDS,
@@ -241,13 +282,26 @@ pub fn arity_ok(arity: i32, argc: usize) -> bool {
 /// Checks and runs one command for a connection.
 pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
     let Some(spec) = lookup(&args[0]) else {
+        flag_transaction(session);
         return error::unknown_command(&args[0], &args[1..]);
     };
     if !arity_ok(spec.arity, args.len()) {
+        flag_transaction(session);
         return error::wrong_arity(spec.name);
     }
     if !session.authed && spec.flags & flags::NO_AUTH == 0 {
+        flag_transaction(session);
         return Reply::Error(error::NOAUTH);
+    }
+    if let Some(multi) = session.multi.as_mut()
+        && !transaction::runs_inside_multi(spec.name)
+    {
+        if spec.flags & flags::NO_MULTI != 0 {
+            multi.failed = true;
+            return Reply::Error("ERR Command not allowed inside a transaction");
+        }
+        multi.queue.push((spec, args));
+        return Reply::Status("QUEUED");
     }
     let started = crate::clock::ticks();
     let reply = execute(session, spec, args).await;
@@ -264,6 +318,13 @@ pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
     reply
 }
 
+/// A command rejected while queuing makes EXEC abort.
+fn flag_transaction(session: &mut Session) {
+    if let Some(multi) = session.multi.as_mut() {
+        multi.failed = true;
+    }
+}
+
 /// Runs a checked command.
 pub async fn execute(session: &mut Session, spec: &'static CommandSpec, args: Vec<Bytes>) -> Reply {
     match spec.exec {
@@ -273,21 +334,26 @@ pub async fn execute(session: &mut Session, spec: &'static CommandSpec, args: Ve
 }
 
 async fn run_key_op(session: &Session, spec: &CommandSpec, op: KeyOp, args: Vec<Bytes>) -> Reply {
-    let core = &session.node.core;
+    let core = session.core();
     let key = &args[spec.first_key as usize];
     let shard = core.shard_of(key);
     let db = session.db;
     if shard == core.id {
         let mut sh = core.shard.borrow_mut();
-        if sh.locks.is_idle() {
-            return op(&mut OpCtx::new(&mut sh, db), &args);
+        if session.atomic || sh.locks.is_idle() {
+            let reply = op(&mut OpCtx::new(&mut sh, db), &args);
+            if spec.is_write() {
+                sh.touch_watched(db, key);
+            }
+            return reply;
         }
     }
     let key = key.clone();
-    core.run_keyed(shard, db, &[key], spec.is_write(), move |sh| {
-        op(&mut OpCtx::new(sh, db), &args)
-    })
-    .await
+    session
+        .run_keyed(shard, &[key], spec.is_write(), move |sh| {
+            op(&mut OpCtx::new(sh, db), &args)
+        })
+        .await
 }
 
 /// Keys grouped by owning shard, with each key's position in the request.
@@ -295,7 +361,7 @@ pub fn group_by_shard<'a>(
     session: &Session,
     keys: impl Iterator<Item = (usize, &'a Bytes)>,
 ) -> Vec<(usize, Vec<(usize, Bytes)>)> {
-    let core = &session.node.core;
+    let core = session.core();
     let mut groups: Vec<(usize, Vec<(usize, Bytes)>)> = Vec::new();
     for (pos, key) in keys {
         let shard = core.shard_of(key);
@@ -319,7 +385,7 @@ where
     R: Send + 'static,
     F: Fn(&mut OpCtx<'_>, &[(usize, Bytes)]) -> R + Send + Clone + 'static,
 {
-    use crate::shard::tx::{Part, run_atomic};
+    use crate::shard::tx::Part;
     let db = session.db;
     let parts = groups
         .into_iter()
@@ -328,11 +394,17 @@ where
             Part {
                 shard,
                 keys: items.iter().map(|(_, k)| k.clone()).collect(),
-                op: move |sh: &mut Shard| op(&mut OpCtx::new(sh, db), &items),
+                op: move |sh: &mut Shard| {
+                    let result = op(&mut OpCtx::new(sh, db), &items);
+                    if write {
+                        items.iter().for_each(|(_, k)| sh.touch_watched(db, k));
+                    }
+                    result
+                },
             }
         })
         .collect();
-    run_atomic(&session.node.core, db, write, parts).await
+    session.run_parts(write, parts).await
 }
 
 /// Every command row, for COMMAND.

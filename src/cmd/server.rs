@@ -12,7 +12,6 @@ use crate::db::now_ms;
 use crate::error;
 use crate::resp::Reply;
 use crate::server::{self, Session};
-use crate::shard::tx::run_global;
 
 pub const COMMANDS: &[CommandSpec] = &[
     spec("command", -1, LOADING | STALE, (0, 0, 0), Exec::Conn(command)),
@@ -133,8 +132,6 @@ struct ShardTotals {
 
 async fn gather_totals(session: &Session) -> ShardTotals {
     let parts = session
-        .node
-        .core
         .run_on_all(|sh| {
             let node = server::local_node();
             let stats = node.stats.borrow();
@@ -427,8 +424,6 @@ fn config(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             }
             "RESETSTAT" if args.len() == 2 => {
                 session
-                    .node
-                    .core
                     .run_on_all(|sh| {
                         sh.stats = Default::default();
                         let node = server::local_node();
@@ -450,7 +445,7 @@ fn config(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
 fn dbsize(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
     Box::pin(async move {
         let db = session.db;
-        let sizes = session.node.core.run_on_all(move |sh| sh.db(db).len()).await;
+        let sizes = session.run_on_all(move |sh| sh.db(db).len()).await;
         Reply::Int(sizes.into_iter().sum::<usize>() as i64)
     })
 }
@@ -471,7 +466,12 @@ fn flushdb(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             return e;
         }
         let db = session.db;
-        run_global(&session.node.core, move |sh| sh.db(db).clear()).await;
+        session
+            .run_global(move |sh| {
+                sh.db(db).clear();
+                sh.touch_all_watched(Some(db));
+            })
+            .await;
         Reply::OK
     })
 }
@@ -482,7 +482,12 @@ fn flushall(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
         if let Err(e) = flush_mode(&args) {
             return e;
         }
-        run_global(&session.node.core, |sh| sh.dbs.iter_mut().for_each(|d| d.clear())).await;
+        session
+            .run_global(|sh| {
+                sh.dbs.iter_mut().for_each(|d| d.clear());
+                sh.touch_all_watched(None);
+            })
+            .await;
         Reply::OK
     })
 }
@@ -530,17 +535,18 @@ fn memory(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                 }
                 let key = args[2].clone();
                 let db = session.db;
-                let core = &session.node.core;
+                let core = session.core();
                 let shard = core.shard_of(&key);
                 let k = key.clone();
-                core.run_keyed(shard, db, &[key], false, move |sh| {
-                    let mut ctx = OpCtx::new(sh, db);
-                    match ctx.value(&k) {
-                        Some(v) => Reply::Int((v.heap_size() + k.len() + 64) as i64),
-                        None => Reply::Nil,
-                    }
-                })
-                .await
+                session
+                    .run_keyed(shard, &[key], false, move |sh| {
+                        let mut ctx = OpCtx::new(sh, db);
+                        match ctx.value(&k) {
+                            Some(v) => Reply::Int((v.heap_size() + k.len() + 64) as i64),
+                            None => Reply::Nil,
+                        }
+                    })
+                    .await
             }
             "DOCTOR" => Reply::Verbatim("Sam, I detected no issues in this Mayfly instance.\n".into()),
             "HELP" => Reply::Array(vec![
@@ -579,20 +585,21 @@ fn object(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
         }
         let key = args[2].clone();
         let db = session.db;
-        let core = &session.node.core;
+        let core = session.core();
         let shard = core.shard_of(&key);
         let k = key.clone();
-        core.run_keyed(shard, db, &[key], false, move |sh| {
-            let mut ctx = OpCtx::new(sh, db);
-            match ctx.value(&k) {
-                None => Reply::Nil,
-                Some(v) => match sub.as_str() {
-                    "ENCODING" => Reply::bulk_str(v.encoding()),
-                    "REFCOUNT" => Reply::Int(1),
-                    _ => Reply::Int(0),
-                },
-            }
-        })
-        .await
+        session
+            .run_keyed(shard, &[key], false, move |sh| {
+                let mut ctx = OpCtx::new(sh, db);
+                match ctx.value(&k) {
+                    None => Reply::Nil,
+                    Some(v) => match sub.as_str() {
+                        "ENCODING" => Reply::bulk_str(v.encoding()),
+                        "REFCOUNT" => Reply::Int(1),
+                        _ => Reply::Int(0),
+                    },
+                }
+            })
+            .await
     })
 }

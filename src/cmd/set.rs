@@ -6,13 +6,12 @@ use bytes::Bytes;
 
 use super::generic::ScanArgs;
 use super::parse::{Cursor, glob_match, int, upper};
-use super::{BoxFut, CommandSpec, Exec, OpCtx, group_by_shard, run_grouped, spec};
+use super::{BoxFut, CommandSpec, Exec, OpCtx, group_by_shard, numkeys_at, run_grouped, spec};
 use crate::cmd::flags::*;
 use crate::db::{HashBuilder, Value};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
-use crate::shard::tx::lock_keys;
 
 pub const COMMANDS: &[CommandSpec] = &[
     spec("sadd", -3, WRITE | DENYOOM | FAST, (1, 1, 1), Exec::Key(sadd)),
@@ -31,7 +30,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("sunionstore", -3, WRITE | DENYOOM, (1, -1, 1), Exec::Conn(sunionstore)),
     spec("sinterstore", -3, WRITE | DENYOOM, (1, -1, 1), Exec::Conn(sinterstore)),
     spec("sdiffstore", -3, WRITE | DENYOOM, (1, -1, 1), Exec::Conn(sdiffstore)),
-    spec("sintercard", -3, READONLY, (2, -1, 1), Exec::Conn(sintercard)),
+    spec("sintercard", -3, READONLY, (2, -1, 1), Exec::Conn(sintercard)).with_keys(|a| Some(numkeys_at(a, 1))),
 ];
 
 type MemberSet = HashSet<Bytes, HashBuilder>;
@@ -338,8 +337,8 @@ fn sdiff(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
 fn set_op_store(session: &mut Session, args: Vec<Bytes>, op: SetOp) -> BoxFut<'_> {
     Box::pin(async move {
         let db = session.db;
-        let core = &session.node.core;
-        let held = lock_keys(core, db, true, &args[1..]).await;
+        let core = session.core();
+        let held = session.lock_keys(db, true, &args[1..]).await;
         let sets = {
             // Read the sources under the locks.
             let mut sets = Vec::new();
@@ -426,9 +425,9 @@ fn sintercard(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
 fn smove(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
     Box::pin(async move {
         let db = session.db;
-        let core = &session.node.core;
+        let core = session.core();
         let (src, dst, member) = (args[1].clone(), args[2].clone(), args[3].clone());
-        let held = lock_keys(core, db, true, &[src.clone(), dst.clone()]).await;
+        let held = session.lock_keys(db, true, &[src.clone(), dst.clone()]).await;
         // Type-check the destination before touching the source.
         let d = dst.clone();
         let dst_ok = held

@@ -521,9 +521,8 @@ fn msetnx(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             return error::wrong_arity("msetnx");
         }
         let db = session.db;
-        let core = &session.node.core;
         let keys: Vec<Bytes> = (1..args.len()).step_by(2).map(|i| args[i].clone()).collect();
-        let held = crate::shard::tx::lock_keys(core, db, true, &keys).await;
+        let held = session.lock_keys(db, true, &keys).await;
         let groups = pairs_by_shard(session, &args);
         for (shard, items) in &groups {
             let items = items.clone();

@@ -28,6 +28,13 @@ pub struct Session {
     pub authed: bool,
     /// Close the connection after this reply (QUIT).
     pub quit: bool,
+    /// Every lock this session needs is held (EXEC, scripts): reach shards
+    /// directly. See `cmd::access`.
+    pub atomic: bool,
+    /// Commands queued since MULTI.
+    pub multi: Option<cmd::transaction::MultiState>,
+    /// Keys under WATCH.
+    pub watched: Vec<cmd::transaction::Watched>,
 }
 
 impl Session {
@@ -48,6 +55,9 @@ impl Session {
             proto: Protocol::Resp2,
             authed,
             quit: false,
+            atomic: false,
+            multi: None,
+            watched: Vec::new(),
         }
     }
 }
@@ -63,6 +73,8 @@ pub async fn serve(node: Rc<Node>, mut stream: Stream) {
     node.clients.borrow_mut().insert(id, info.clone());
     let mut session = Session::new(node.clone(), info.clone());
     let _ = run_loop(&mut session, &mut stream).await;
+    drop(stream);
+    cmd::transaction::unwatch_all(&mut session).await;
     node.clients.borrow_mut().remove(&id);
 }
 

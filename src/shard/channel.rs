@@ -46,6 +46,11 @@ impl Inbox {
         }
     }
 
+    /// Takes one job, if any, without waiting.
+    pub fn try_take(&self) -> Option<Job> {
+        self.rx.try_recv().ok()
+    }
+
     /// Takes up to `max` jobs; registers `cx`'s waker when there are none.
     /// Returns Ready(jobs) when there was work, Pending when asleep.
     pub fn poll_drain(&self, cx: &mut Context<'_>, max: usize, into: &mut Vec<Job>) -> Poll<()> {
@@ -128,6 +133,17 @@ impl<T> Drop for ReplyTx<T> {
         if let Some(w) = waker {
             w.wake();
         }
+    }
+}
+
+impl<T> ReplyRx<T> {
+    /// The value if it has arrived; Some(None) if the sender vanished.
+    pub fn try_take(&self) -> Option<Option<T>> {
+        let mut st = self.state.lock().expect("oneshot");
+        if let Some(v) = st.value.take() {
+            return Some(Some(v));
+        }
+        st.sender_gone.then_some(None)
     }
 }
 

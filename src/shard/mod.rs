@@ -38,6 +38,10 @@ pub struct Shard {
     pub locks: locks::LockTable,
     /// Clients blocked on a key (BLPOP and friends) wait on these.
     pub waiters: Map<(u16, Bytes), Vec<Arc<Signal>>>,
+    /// WATCHed keys: how many sessions watch each, and its write version.
+    watched: Map<(u16, Bytes), (u32, u64)>,
+    /// Version source for watched keys; never repeats.
+    watch_epoch: u64,
     pub stats: ShardStats,
     rng: u64,
 }
@@ -50,6 +54,8 @@ impl Shard {
             dbs: (0..dbnum).map(|_| Db::default()).collect(),
             locks: Default::default(),
             waiters: Default::default(),
+            watched: Default::default(),
+            watch_epoch: 0,
             stats: Default::default(),
             rng: 0x9e37_79b9_7f4a_7c15 ^ (crate::db::now_ms() << 8) ^ id as u64,
         }
@@ -65,6 +71,59 @@ impl Shard {
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
         self.rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Starts watching `key`; returns its current version.
+    pub fn watch(&mut self, db: u16, key: Bytes) -> u64 {
+        let entry = self.watched.entry((db, key)).or_insert((0, 0));
+        entry.0 += 1;
+        entry.1
+    }
+
+    pub fn unwatch(&mut self, db: u16, key: &[u8]) {
+        let id = (db, Bytes::copy_from_slice(key));
+        if let Some(entry) = self.watched.get_mut(&id) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                self.watched.remove(&id);
+            }
+        }
+    }
+
+    pub fn watch_version(&self, db: u16, key: &[u8]) -> u64 {
+        self.watched
+            .get(&(db, Bytes::copy_from_slice(key)))
+            .map_or(u64::MAX, |e| e.1)
+    }
+
+    /// Records a write to `key` for its WATCHers.
+    pub fn touch_watched(&mut self, db: u16, key: &[u8]) {
+        if self.watched.is_empty() {
+            return;
+        }
+        if let Some(entry) = self.watched.get_mut(&(db, Bytes::copy_from_slice(key))) {
+            self.watch_epoch += 1;
+            entry.1 = self.watch_epoch;
+        }
+    }
+
+    /// Records a write to every watched key of `db` (all databases: None).
+    pub fn touch_all_watched(&mut self, db: Option<u16>) {
+        for ((d, _), entry) in self.watched.iter_mut() {
+            if db.is_none_or(|db| db == *d) {
+                self.watch_epoch += 1;
+                entry.1 = self.watch_epoch;
+            }
+        }
+    }
+
+    /// Records writes to everything a write lock covered.
+    pub fn touch_access(&mut self, access: &Access) {
+        match access {
+            Access::Keys { db, keys, write: true } => keys.iter().for_each(|k| self.touch_watched(*db, k)),
+            Access::Keys { .. } => {}
+            Access::Global => self.touch_all_watched(None),
+        }
     }
 
     /// Wakes every client blocked on `key`: it got new data.
@@ -181,6 +240,34 @@ impl Core {
             }
         }));
         rx.await.expect("a shard dropped a reply")
+    }
+
+    /// Runs `f` on shard `shard` and waits for it, blocking this thread.
+    ///
+    /// Only for a caller that already holds what it needs (the locks of an
+    /// EXEC or a script, or the global barrier), and cannot yield (a Lua
+    /// callback). While it waits, this core keeps running work sent to its
+    /// own shard, so two cores waiting on each other cannot deadlock.
+    pub fn call_sync<R, F>(&self, shard: usize, f: F) -> R
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        if shard == self.id {
+            return f(&mut self.shard.borrow_mut());
+        }
+        let (tx, rx) = oneshot();
+        self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
+        let own = &self.mesh[self.id];
+        loop {
+            if let Some(v) = rx.try_take() {
+                return v.expect("a shard dropped a reply");
+            }
+            match own.try_take() {
+                Some(job) => job(&mut self.shard.borrow_mut()),
+                None => std::hint::spin_loop(),
+            }
+        }
     }
 
     /// Runs `f` on every shard (not atomically) and collects the results in

@@ -144,6 +144,9 @@ where
 pub struct Held<'a> {
     core: &'a Core,
     parts: Vec<(usize, Access)>,
+    /// The caller already holds every lock (EXEC, scripts): take none and
+    /// reach shards synchronously.
+    direct: bool,
 }
 
 /// Takes `parts` (any order; taken in ascending shard order) and keeps them.
@@ -152,11 +155,24 @@ pub async fn lock(core: &Core, mut parts: Vec<(usize, Access)>) -> Held<'_> {
     for (shard, access) in &parts {
         hold(core, *shard, access.clone()).await;
     }
-    Held { core, parts }
+    Held {
+        core,
+        parts,
+        direct: false,
+    }
 }
 
-/// Locks `keys` (any shards) of one database for a multi-round operation.
-pub async fn lock_keys<'a>(core: &'a Core, db: u16, write: bool, keys: &[Bytes]) -> Held<'a> {
+/// A `Held` for a caller that already holds its locks: it takes none.
+pub fn already_held(core: &Core) -> Held<'_> {
+    Held {
+        core,
+        parts: Vec::new(),
+        direct: true,
+    }
+}
+
+/// Groups `keys` by owning shard.
+pub fn group_keys(core: &Core, keys: &[Bytes]) -> Vec<(usize, Vec<Bytes>)> {
     let mut by_shard: Vec<(usize, Vec<Bytes>)> = Vec::new();
     for key in keys {
         let shard = core.shard_of(key);
@@ -165,7 +181,12 @@ pub async fn lock_keys<'a>(core: &'a Core, db: u16, write: bool, keys: &[Bytes])
             None => by_shard.push((shard, vec![key.clone()])),
         }
     }
-    let parts = by_shard
+    by_shard
+}
+
+/// Locks `keys` (any shards) of one database for a multi-round operation.
+pub async fn lock_keys<'a>(core: &'a Core, db: u16, write: bool, keys: &[Bytes]) -> Held<'a> {
+    let parts = group_keys(core, keys)
         .into_iter()
         .map(|(shard, keys)| (shard, Access::Keys { db, keys, write }))
         .collect();
@@ -179,6 +200,9 @@ impl Held<'_> {
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
+        if self.direct {
+            return self.core.call_sync(shard, op);
+        }
         debug_assert!(self.parts.iter().any(|(s, _)| *s == shard));
         self.core.run_on(shard, op).await
     }
@@ -187,10 +211,16 @@ impl Held<'_> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         for (shard, access) in self.parts.drain(..) {
+            // Writes under these locks may have changed any locked key:
+            // WATCHers of those keys must see a new version.
+            let release = move |sh: &mut Shard| {
+                sh.touch_access(&access);
+                locks::release(sh, &access);
+            };
             if shard == self.core.id {
-                locks::release(&mut self.core.shard.borrow_mut(), &access);
+                release(&mut self.core.shard.borrow_mut());
             } else {
-                self.core.mesh[shard].send(Box::new(move |sh| locks::release(sh, &access)));
+                self.core.mesh[shard].send(Box::new(release));
             }
         }
     }

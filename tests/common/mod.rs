@@ -138,3 +138,21 @@ pub fn keys_on_two_shards(prefix: &str) -> (String, String) {
     }
     panic!("no key on the other shard");
 }
+
+/// Sends raw bytes on a fresh connection and reads until the reply ends
+/// with `until` (or 5 s pass). For replies a client library would reshape.
+pub fn raw_exchange(port: u16, request: &[u8], until: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !out.ends_with(until) {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

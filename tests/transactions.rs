@@ -1,0 +1,197 @@
+//! MULTI / EXEC / DISCARD / WATCH across shards.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+
+use redis::{Commands, Value, cmd};
+
+#[test]
+fn exec_runs_the_queue_and_reports_each_reply() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let (a, b) = common::keys_on_two_shards("tx");
+    let (r1, r2, r3): (String, i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(&a)
+        .arg(1)
+        .cmd("INCR")
+        .arg(&a)
+        .cmd("RPUSH")
+        .arg(&b)
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((r1.as_str(), r2, r3), ("OK", 2, 1));
+    // A runtime error is one reply among the others, not an abort.
+    let req = format!("MULTI\r\nINCR {b}\r\nINCR {a}\r\nEXEC\r\n");
+    let out = common::raw_exchange(server.port, req.as_bytes(), b":3\r\n");
+    assert!(
+        out.ends_with("*2\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n:3\r\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn queuing_errors_abort_exec() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let _: () = cmd("MULTI").query(&mut c).unwrap();
+    let q: String = cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    assert_eq!(q, "QUEUED");
+    assert!(cmd("SET").arg("k").query::<()>(&mut c).is_err());
+    let err = cmd("EXEC").query::<Value>(&mut c).unwrap_err();
+    assert_eq!(err.code(), Some("EXECABORT"));
+    let v: Option<String> = c.get("k").unwrap();
+    assert_eq!(v, None);
+    let err = cmd("EXEC").query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.detail(), Some("EXEC without MULTI"));
+    let _: () = cmd("MULTI").query(&mut c).unwrap();
+    let err = cmd("MULTI").query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.detail(), Some("MULTI calls can not be nested"));
+    let err = cmd("WATCH").arg("x").query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.detail(), Some("WATCH inside MULTI is not allowed"));
+    let _: () = cmd("DISCARD").query(&mut c).unwrap();
+    let err = cmd("DISCARD").query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.detail(), Some("DISCARD without MULTI"));
+}
+
+#[test]
+fn watch_fails_exec_after_a_write_on_another_shard() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let mut other = server.conn();
+    let (a, b) = common::keys_on_two_shards("w");
+    let _: () = c.set(&a, 1).unwrap();
+    let _: () = cmd("WATCH").arg(&a).arg(&b).query(&mut c).unwrap();
+    let _: () = other.set(&b, "changed").unwrap();
+    let _: () = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("SET").arg(&a).arg(2).query(&mut c).unwrap();
+    let v: Value = cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(v, Value::Nil, "EXEC must fail after a watched key changed");
+    let now: i64 = c.get(&a).unwrap();
+    assert_eq!(now, 1);
+    // Without interference the same transaction goes through.
+    let _: () = cmd("WATCH").arg(&a).arg(&b).query(&mut c).unwrap();
+    let _: () = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("SET").arg(&a).arg(2).query(&mut c).unwrap();
+    let v: Vec<String> = cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(v, ["OK"]);
+    // UNWATCH forgets; a multi-key write (MSET, DEL) counts as a write.
+    let _: () = cmd("WATCH").arg(&a).query(&mut c).unwrap();
+    let _: () = cmd("UNWATCH").query(&mut c).unwrap();
+    let _: () = other.set(&a, 9).unwrap();
+    let v: Vec<Value> = redis::pipe().atomic().cmd("GET").arg(&a).query(&mut c).unwrap();
+    assert_eq!(v.len(), 1);
+    let _: () = cmd("WATCH").arg(&b).query(&mut c).unwrap();
+    let _: i64 = other.del(&[&a, &b]).unwrap();
+    let _: () = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("PING").query(&mut c).unwrap();
+    let v: Value = cmd("EXEC").query(&mut c).unwrap();
+    assert_eq!(v, Value::Nil);
+}
+
+#[test]
+fn exec_is_atomic_across_shards_under_concurrency() {
+    let server = common::mayfly();
+    let (a, b) = common::keys_on_two_shards("atom");
+    let mut init = server.conn();
+    let _: () = init.mset(&[(&a, 0), (&b, 0)]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let client = server.client();
+        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        readers.push(thread::spawn(move || {
+            let mut c = client.get_connection().unwrap();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) || n < 20 {
+                let (x, y): (i64, i64) = redis::pipe().atomic().get(&a).get(&b).query(&mut c).unwrap();
+                assert_eq!(x, y, "a transaction saw half of another");
+                n += 1;
+            }
+        }));
+    }
+    let mut c = server.conn();
+    for _ in 0..300 {
+        let _: () = redis::pipe()
+            .atomic()
+            .incr(&a, 1)
+            .ignore()
+            .incr(&b, 1)
+            .ignore()
+            .query(&mut c)
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
+    assert_eq!((x, y), (300, 300));
+}
+
+#[test]
+fn keyless_commands_in_exec_take_the_global_barrier() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    for i in 0..20 {
+        let _: () = c.set(format!("g{i}"), i).unwrap();
+    }
+    let (n, keys, _): (i64, Vec<String>, ()) = redis::pipe()
+        .atomic()
+        .cmd("DBSIZE")
+        .cmd("KEYS")
+        .arg("g1*")
+        .cmd("FLUSHDB")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 20);
+    assert_eq!(keys.len(), 11);
+    let n: i64 = cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0);
+    // Blocking commands do not block inside EXEC.
+    let v: Vec<Value> = redis::pipe()
+        .atomic()
+        .cmd("BLPOP")
+        .arg("none")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, vec![Value::Nil]);
+}
+
+#[test]
+fn transactions_match_redis() {
+    let Some(redis) = common::redis_server() else { return };
+    let mayfly = common::mayfly();
+    let script: &[&[&str]] = &[
+        &["MULTI"],
+        &["SET", "a", "1"],
+        &["INCR", "a"],
+        &["LPUSH", "a", "x"],
+        &["EXEC"],
+        &["MULTI"],
+        &["SET", "a"],
+        &["EXEC"],
+        &["MULTI"],
+        &["NOSUCH"],
+        &["DISCARD"],
+        &["WATCH", "a"],
+        &["MULTI"],
+        &["GET", "a"],
+        &["EXEC"],
+        &["EXEC"],
+    ];
+    let mut r = redis.conn();
+    let mut m = mayfly.conn();
+    for args in script {
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let want = format!("{:?}", common::raw(&mut r, &bytes));
+        let got = format!("{:?}", common::raw(&mut m, &bytes));
+        assert_eq!(got, want, "{args:?}");
+    }
+}
