@@ -37,6 +37,19 @@ pub struct Config {
     #[arg(long, default_value = "notice")]
     pub loglevel: Level,
 
+    /// Script flags for scripts that state none of their own, e.g.
+    /// "allow-undeclared-keys" (comma, space or semicolon separated).
+    #[arg(long = "default_lua_flags", default_value = "")]
+    pub default_lua_flags: String,
+
+    /// SHA1s of scripts that may touch undeclared keys (comma separated).
+    #[arg(long = "lua_undeclared_keys_shas", default_value = "")]
+    pub lua_undeclared_keys_shas: String,
+
+    /// Milliseconds a script may run before other clients get BUSY.
+    #[arg(long = "lua_time_limit", default_value_t = 5000)]
+    pub lua_time_limit: u64,
+
     /// Socket implementation: uring (our own DEFER_TASKRUN ring) or glommio.
     #[arg(long = "socket_backend", value_enum, default_value = "uring")]
     pub socket_backend: crate::server::net::Backend,
@@ -47,6 +60,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// Checks values clap cannot; Err is the message to print.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::script::flags::Flags::parse_list(&self.default_lua_flags)
+            .map(|_| ())
+            .map_err(|bad| format!("--default_lua_flags: Invalid flag: {bad}"))
+    }
+
     /// The executor count: the flag, or the CPUs this process may run on.
     pub fn threads(&self) -> usize {
         if self.proactor_threads > 0 {

@@ -27,6 +27,7 @@ pub mod db;
 pub mod error;
 pub mod logging;
 pub mod resp;
+pub mod script;
 pub mod server;
 pub mod shard;
 

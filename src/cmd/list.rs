@@ -590,7 +590,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Option<T>, Reply>>,
 {
-    if session.atomic {
+    if session.atomic || session.in_script {
         // Inside EXEC or a script, blocking commands do not block.
         return attempt().await;
     }

@@ -19,6 +19,7 @@ mod generic;
 mod hash;
 mod list;
 mod parse;
+mod scripting;
 mod server;
 mod set;
 mod string;
@@ -237,8 +238,9 @@ impl<'a> OpCtx<'a> {
 pub fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
     static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let families: [&'static [CommandSpec]; 8] = [
+        let families: [&'static [CommandSpec]; 9] = [
             transaction::COMMANDS,
+            scripting::COMMANDS,
             string::COMMANDS,
             generic::COMMANDS,
             set::COMMANDS,
@@ -292,6 +294,9 @@ pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
     if !session.authed && spec.flags & flags::NO_AUTH == 0 {
         flag_transaction(session);
         return Reply::Error(error::NOAUTH);
+    }
+    if crate::script::busy::is_busy() && !scripting::busy_allows(spec.name, &args) {
+        return scripting::busy_reply();
     }
     if let Some(multi) = session.multi.as_mut()
         && !transaction::runs_inside_multi(spec.name)

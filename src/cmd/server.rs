@@ -378,6 +378,14 @@ fn config_params(session: &Session) -> Vec<(&'static str, String)> {
         ("appendonly", "no".into()),
         ("proto-max-bulk-len", (512 * 1024 * 1024).to_string()),
         ("loglevel", format!("{:?}", c.loglevel).to_lowercase()),
+        ("lua-time-limit", crate::script::busy::time_limit_ms().to_string()),
+        ("busy-reply-threshold", crate::script::busy::time_limit_ms().to_string()),
+        ("lua_time_limit", crate::script::busy::time_limit_ms().to_string()),
+        ("default_lua_flags", c.default_lua_flags.clone()),
+        (
+            "lua_undeclared_keys_shas",
+            crate::script::store::store().undeclared_shas_text(),
+        ),
     ]
 }
 
@@ -411,6 +419,20 @@ fn config(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                             } else {
                                 Some(String::from_utf8_lossy(&pair[1]).into_owned())
                             };
+                        }
+                        "lua_undeclared_keys_shas" => {
+                            crate::script::store::store().set_undeclared_shas(&String::from_utf8_lossy(&pair[1]));
+                        }
+                        "lua-time-limit" | "busy-reply-threshold" | "lua_time_limit" => {
+                            match crate::db::parse_i64(&pair[1]) {
+                                Some(ms) if ms >= 0 => crate::script::busy::set_time_limit_ms(ms as u64),
+                                _ => {
+                                    return Reply::ErrorOwned(format!(
+                                        "ERR Invalid argument '{}' for CONFIG SET '{name}'",
+                                        String::from_utf8_lossy(&pair[1])
+                                    ));
+                                }
+                            }
                         }
                         "maxmemory" | "maxmemory-policy" | "timeout" | "save" | "appendonly" | "loglevel" => {}
                         _ => {

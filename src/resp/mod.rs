@@ -10,7 +10,7 @@ mod encode;
 mod reply;
 
 pub use decode::{DecodeError, Decoded, Limits, decode_command};
-pub use encode::encode;
+pub use encode::{encode, format_double};
 pub use reply::Reply;
 
 /// The protocol version a connection speaks, chosen with HELLO.

@@ -8,7 +8,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
+use std::panic::AssertUnwindSafe;
+
 use bytes::BytesMut;
+use futures_lite::FutureExt;
 
 use super::net::Stream;
 use super::{ClientInfo, Node};
@@ -31,6 +34,8 @@ pub struct Session {
     /// Every lock this session needs is held (EXEC, scripts): reach shards
     /// directly. See `cmd::access`.
     pub atomic: bool,
+    /// Commands run on behalf of a Lua script: blocking ones do not block.
+    pub in_script: bool,
     /// Commands queued since MULTI.
     pub multi: Option<cmd::transaction::MultiState>,
     /// Keys under WATCH.
@@ -56,6 +61,7 @@ impl Session {
             authed,
             quit: false,
             atomic: false,
+            in_script: false,
             multi: None,
             watched: Vec::new(),
         }
@@ -94,8 +100,15 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
                         continue;
                     }
                     session.info.borrow_mut().busy = true;
-                    let reply = cmd::dispatch(session, args).await;
+                    // A bug must cost one connection, never the whole core.
+                    let outcome = AssertUnwindSafe(cmd::dispatch(session, args)).catch_unwind().await;
                     session.info.borrow_mut().busy = false;
+                    let Ok(reply) = outcome else {
+                        crate::log_warning!("internal error while serving client {}; closing it", session.id);
+                        resp::encode(&Reply::Error("ERR internal error"), session.proto, &mut out);
+                        stream.write_all(&out).await?;
+                        return Ok(());
+                    };
                     resp::encode(&reply, session.proto, &mut out);
                     if session.quit || session.info.borrow().killed {
                         stream.write_all(&out).await?;

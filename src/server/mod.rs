@@ -85,6 +85,13 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// Starts the executors and serves until SHUTDOWN.
 pub fn run(config: Config) -> std::io::Result<()> {
     crate::clock::calibrate();
+    let scripts = crate::script::store::store();
+    scripts.set_default_flags(
+        crate::script::flags::Flags::parse_list(&config.default_lua_flags)
+            .map_err(|bad| std::io::Error::other(format!("Invalid flag: {bad}")))?,
+    );
+    scripts.set_undeclared_shas(&config.lua_undeclared_keys_shas);
+    crate::script::busy::set_time_limit_ms(config.lua_time_limit);
     let threads = config.threads();
     let cpus = allowed_cpus();
     let mesh: Arc<Vec<Inbox>> = Arc::new((0..threads).map(|_| Inbox::default()).collect());

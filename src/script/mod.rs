@@ -1,0 +1,256 @@
+//! Lua scripting: EVAL, EVALSHA and SCRIPT, with Dragonfly's script flags.
+//!
+//! # How a script runs
+//!
+//! `mode::decide` maps a script's flags and the shards of its declared keys
+//! to one of four modes:
+//!
+//! * **OneShard / LockAhead** (the default): the script declares its keys.
+//!   They are locked on their shards, in ascending shard order, for the
+//!   whole run (`shard::tx`), so the script is atomic. Every `redis.call`
+//!   must touch only declared keys, or it fails with `script tried
+//!   accessing undeclared key`.
+//! * **Global** (`allow-undeclared-keys`): a global transaction. The
+//!   connection's core takes `Access::Global` on every shard in ascending
+//!   order: each shard first finishes the work ahead of it in its queue,
+//!   then pauses. The script runs and may touch any key of any database;
+//!   then every shard resumes. Other connections stay connected and their
+//!   commands wait in the shards' queues; none fails.
+//! * **NonAtomic** (`disable-atomicity`): no locks; each call is an ordinary
+//!   command.
+//!
+//! In the atomic modes, the script's calls run in a session in atomic mode
+//! (`cmd::access`): a call to a key on this core runs inline; a call to
+//! another core's shard blocks this core in `Core::call_sync` until the
+//! owner answers. Lua callbacks are synchronous, so blocking is the only
+//! option without coroutines, and it is safe:
+//!
+//! * **Two global scripts at once** on different cores both ask for every
+//!   shard in ascending order; whoever is granted shard 0 first gets them
+//!   all, and the other waits (asynchronously, its core still serving) in
+//!   the queues. Only the winner ever blocks.
+//! * **A global script meets a MULTI in flight**: EXEC also locks in
+//!   ascending order, so one of the two is entirely ahead of the other in
+//!   every shard's queue.
+//! * **Lock-ahead scripts on disjoint keys** can run at the same time on
+//!   two cores and call into each other's shards: a core blocked in
+//!   `call_sync` keeps running the work others send to its shard, so each
+//!   answers the other.
+//!
+//! # Next step: no flag at all
+//!
+//! To make undeclared-key scripts work without flags, a lock-ahead script
+//! that touches an undeclared key would be rolled back and run again as a
+//! global transaction, its SHA remembered. Everything a script writes goes
+//! through `cmd::execute` with the script's session, the one place where an
+//! undo log of (key, previous entry) pairs can be recorded before each
+//! write; `CallCtx` is where that log would live.
+
+pub mod busy;
+mod convert;
+pub mod flags;
+mod lib;
+pub mod mode;
+pub mod store;
+mod vm;
+
+use bytes::Bytes;
+
+use crate::db::parse_i64;
+use crate::error;
+use crate::resp::Reply;
+use crate::server::Session;
+use crate::shard::locks::Access;
+use crate::shard::tx;
+use flags::Flags;
+use mode::Mode;
+use store::{Script, store};
+
+/// The error for an unknown SHA.
+pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+
+/// The keys an EVAL-family call declares, or None when it must lock
+/// everything (its script may touch undeclared keys).
+pub fn eval_keys(args: &[Bytes], by_sha: bool) -> Option<Vec<Bytes>> {
+    let sha = if by_sha {
+        String::from_utf8_lossy(&args[1]).to_ascii_lowercase()
+    } else {
+        store::sha1_hex(&args[1])
+    };
+    if let Some(script) = store().get(&sha)
+        && store().effective_flags(&script).contains(Flags::ALLOW_UNDECLARED_KEYS)
+    {
+        return None;
+    }
+    Some(crate::cmd::numkeys_at(args, 2))
+}
+
+/// EVAL / EVALSHA / EVAL_RO / EVALSHA_RO.
+pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_only: bool) -> Reply {
+    let numkeys = match parse_i64(&args[2]) {
+        None => return Reply::Error(error::NOT_INTEGER),
+        Some(n) if n < 0 => return Reply::Error("ERR Number of keys can't be negative"),
+        Some(n) if n as usize > args.len() - 3 => return Reply::Error(error::NUMKEYS_TOO_BIG),
+        Some(n) => n as usize,
+    };
+    let script = if by_sha {
+        match store().get(&String::from_utf8_lossy(&args[1])) {
+            Some(s) => s,
+            None => return Reply::Error(NOSCRIPT),
+        }
+    } else {
+        match store().load(&args[1]) {
+            Ok(s) => s,
+            Err(e) => return Reply::ErrorOwned(e),
+        }
+    };
+    let keys = args[3..3 + numkeys].to_vec();
+    let argv = args[3 + numkeys..].to_vec();
+    let flags = store().effective_flags(&script);
+    let read_only = read_only || flags.contains(Flags::NO_WRITES);
+    let node = session.node.clone();
+    let core = &node.core;
+    let key_shards: Vec<usize> = keys.iter().map(|k| core.shard_of(k)).collect();
+    let mode = mode::decide(flags, &key_shards);
+    let run = Run {
+        script: &script,
+        keys: &keys,
+        argv: &argv,
+        flags,
+        read_only,
+    };
+    if session.atomic {
+        // Inside EXEC, which already holds what the script needs.
+        return run.here(session, true);
+    }
+    match mode {
+        Mode::Global => {
+            let all = (0..core.nshards()).map(|s| (s, Access::Global)).collect();
+            let held = tx::lock(core, all).await;
+            let reply = run.here(session, true);
+            drop(held);
+            reply
+        }
+        Mode::OneShard(_) | Mode::LockAhead => {
+            let held = tx::lock_keys(core, session.db, !read_only, &keys).await;
+            let reply = run.here(session, true);
+            drop(held);
+            reply
+        }
+        Mode::NonAtomic => run.here(session, false),
+    }
+}
+
+/// One script call, ready to run.
+struct Run<'a> {
+    script: &'a Script,
+    keys: &'a [Bytes],
+    argv: &'a [Bytes],
+    flags: Flags,
+    read_only: bool,
+}
+
+impl Run<'_> {
+    /// Runs on this core, with `atomic` telling whether locks are held.
+    fn here(&self, session: &Session, atomic: bool) -> Reply {
+        let mut script_session = Session::new(session.node.clone(), session.info.clone());
+        script_session.db = session.db;
+        script_session.proto = session.proto;
+        script_session.authed = true;
+        script_session.atomic = atomic;
+        script_session.in_script = true;
+        let declared = if self.flags.contains(Flags::ALLOW_UNDECLARED_KEYS) {
+            None
+        } else {
+            Some(self.keys.to_vec())
+        };
+        let ctx = vm::CallCtx {
+            session: script_session,
+            declared,
+            read_only: self.read_only,
+            resp3: false,
+            last_error: None,
+            wrote: false,
+        };
+        let (reply, _) = vm::vm().run(self.script, self.keys, self.argv, ctx);
+        if busy::was_killed() {
+            return Reply::Error(busy::KILLED_ERROR);
+        }
+        reply
+    }
+}
+
+/// SCRIPT LOAD|EXISTS|FLUSH|LIST|FLAGS|KILL|HELP
+pub fn script_command(args: &[Bytes]) -> Reply {
+    let sub = String::from_utf8_lossy(&args[1]).to_ascii_uppercase();
+    let arity = || error::wrong_arity(&format!("script|{}", sub.to_lowercase()));
+    match sub.as_str() {
+        "LOAD" if args.len() == 3 => match store().load(&args[2]) {
+            Ok(s) => Reply::bulk_str(&s.sha),
+            Err(e) => Reply::ErrorOwned(e),
+        },
+        "EXISTS" if args.len() >= 3 => Reply::Array(
+            args[2..]
+                .iter()
+                .map(|sha| Reply::Int(store().exists(&String::from_utf8_lossy(sha)) as i64))
+                .collect(),
+        ),
+        "FLUSH" if args.len() <= 3 => {
+            if args.len() == 3
+                && !matches!(
+                    String::from_utf8_lossy(&args[2]).to_uppercase().as_str(),
+                    "ASYNC" | "SYNC"
+                )
+            {
+                return Reply::Error("ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            }
+            store().flush();
+            Reply::OK
+        }
+        "LIST" if args.len() == 2 => Reply::Array(
+            store()
+                .list()
+                .into_iter()
+                .map(|s| Reply::Array(vec![Reply::bulk_str(&s.sha), Reply::Bulk(s.body.clone())]))
+                .collect(),
+        ),
+        "FLAGS" if args.len() >= 3 => {
+            let sha = String::from_utf8_lossy(&args[2]).into_owned();
+            if sha.len() != 40 {
+                return Reply::Error(error::SYNTAX);
+            }
+            let mut flags = Flags::NONE;
+            for word in &args[3..] {
+                match Flags::parse_list(&String::from_utf8_lossy(word)) {
+                    Ok(f) => flags = flags.union(f),
+                    Err(bad) => {
+                        return Reply::ErrorOwned(format!("ERR Invalid config format: Invalid flag: {bad}"));
+                    }
+                }
+            }
+            store().add_flags(&sha, flags);
+            Reply::OK
+        }
+        "KILL" if args.len() == 2 => match busy::kill() {
+            Ok(()) => Reply::OK,
+            Err(e) => Reply::Error(e),
+        },
+        "HELP" if args.len() == 2 => Reply::Array(
+            [
+                "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "EXISTS <sha1> [<sha1> ...]",
+                "FLAGS <sha1> <flag> [<flag> ...]",
+                "FLUSH [ASYNC|SYNC]",
+                "KILL",
+                "LIST",
+                "LOAD <script>",
+                "HELP",
+            ]
+            .into_iter()
+            .map(Reply::Status)
+            .collect(),
+        ),
+        "LOAD" | "EXISTS" | "FLUSH" | "LIST" | "FLAGS" | "KILL" | "HELP" => arity(),
+        _ => error::unknown_subcommand("script", &args[1]),
+    }
+}

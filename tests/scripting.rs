@@ -1,0 +1,497 @@
+//! Lua scripting: EVAL, EVALSHA, SCRIPT, flags, modes and atomicity.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::{Commands, Value, cmd};
+
+fn sha1(text: &str) -> String {
+    mayfly::script::store::sha1_hex(text.as_bytes())
+}
+
+/// Scripts whose replies must match Redis byte for byte: conversions,
+/// errors, cjson, cmsgpack, bit and struct.
+const SCRIPTS: &[(&str, &[&str])] = &[
+    ("return redis.call('incr', KEYS[1])", &["1", "n"]),
+    ("return redis.call('set', KEYS[1], 'abc')", &["1", "s"]),
+    ("return redis.call('incr', KEYS[1])", &["1", "s"]),
+    ("return redis.pcall('incr', KEYS[1])", &["1", "s"]),
+    (
+        "local ok, e = pcall(redis.call, 'incr', KEYS[1]); return e",
+        &["1", "s"],
+    ),
+    (
+        "local ok, e = pcall(redis.call, 'incr', KEYS[1]); return type(e)",
+        &["1", "s"],
+    ),
+    ("local e = redis.pcall('incr', KEYS[1]); return e.err", &["1", "s"]),
+    ("x = 1", &["0"]),
+    ("return y", &["0"]),
+    ("\n\nreturn redis.call('nosuch')", &["0"]),
+    ("return redis.call('get')", &["0"]),
+    ("return redis.call('get', {})", &["0"]),
+    ("return redis.call('set', KEYS[1], true)", &["1", "k"]),
+    ("return {1,2,3.7,'x',nil,4}", &["0"]),
+    ("return {ok='fine'}", &["0"]),
+    ("return {err='bad thing'}", &["0"]),
+    ("return redis.error_reply('My Error')", &["0"]),
+    ("return redis.status_reply('Fine')", &["0"]),
+    ("return true", &["0"]),
+    ("return false", &["0"]),
+    ("return 3.99", &["0"]),
+    ("return -3.99", &["0"]),
+    ("return math.huge", &["0"]),
+    (
+        "return {tostring(1), tostring(3.0), tostring(1e15), tostring(0.1), tostring(10/3), tostring(2^53)}",
+        &["0"],
+    ),
+    ("return {tostring(nil), tostring(-0), 'a' .. 1.5}", &["0"]),
+    ("return redis.sha1hex('')", &["0"]),
+    ("local x = 1\nerror('boom')", &["0"]),
+    ("error({err='custom'})", &["0"]),
+    ("return type(loadstring)", &["0"]),
+    ("return os", &["0"]),
+    ("return print", &["0"]),
+    ("return loadfile", &["0"]),
+    ("_G.x = 1", &["0"]),
+    ("return rawget(_G, 'nosuch')", &["0"]),
+    ("return #KEYS + #ARGV", &["2", "a", "b", "c"]),
+    ("return {KEYS[1], ARGV[1]}", &["1", "key", "arg"]),
+    ("return redis.call('set', KEYS[1], 2.5)", &["1", "f"]),
+    ("return redis.call('set', KEYS[1], 100000000000000)", &["1", "f"]),
+    ("return redis.call('get', KEYS[1])", &["1", "f"]),
+    ("return redis.call('get', 'missing')", &["0"]),
+    ("return type(redis.call('get', 'missing'))", &["0"]),
+    ("return redis.call('ping')", &["0"]),
+    ("return redis.call('eval', 'return 1', 0)", &["0"]),
+    ("return redis.call('multi')", &["0"]),
+    ("#!lua flags=no-writes\nreturn redis.call('set','x','1')", &["0"]),
+    ("#!lua\nreturn redis.call('set','x','1')", &["0"]),
+    ("#!lua flags=bogus\nreturn 1", &["0"]),
+    ("redis.setresp(3); return redis.call('hgetall', 'nokey')", &["0"]),
+    (
+        "redis.call('hset', 'h', 'f', 'v'); redis.setresp(3); return type(redis.call('hgetall', 'h').map)",
+        &["0"],
+    ),
+    ("redis.setresp(4)", &["0"]),
+    ("return redis.log(redis.LOG_WARNING, 'from a test')", &["0"]),
+    (
+        "return {redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING}",
+        &["0"],
+    ),
+    ("return redis.replicate_commands()", &["0"]),
+    ("return cjson.encode({1,2,{a=1}})", &["0"]),
+    ("return cjson.encode({})", &["0"]),
+    ("return cjson.encode(cjson.decode('{\"a\":[1,2,null]}'))", &["0"]),
+    ("return cjson.encode('x\"y/z\\n')", &["0"]),
+    (
+        "return {cjson.encode(1.5), cjson.encode(100000000000000), cjson.encode(0.1)}",
+        &["0"],
+    ),
+    ("return cjson.decode('[1,2,{\"a\":1.5}]')[3].a", &["0"]),
+    ("return tostring(cjson.decode('{\"id\":1}').id)", &["0"]),
+    ("return tostring(cjson.null)", &["0"]),
+    ("return cjson.decode('null') == cjson.null", &["0"]),
+    ("return cjson.decode('[1,2')", &["0"]),
+    ("return cjson.decode('')", &["0"]),
+    ("return cjson.decode('{\"a\" 1}')", &["0"]),
+    ("return #cjson.decode('[1,2,3,4,5,6,7,8,9,10,11]')", &["0"]),
+    ("return cjson.decode('\"\\\\u00e9\\\\u20ac\"')", &["0"]),
+    ("return cmsgpack.pack({1,2})", &["0"]),
+    ("return cmsgpack.pack(1.5)", &["0"]),
+    ("return cmsgpack.pack('abc', 300, -1, -200, 70000, true, false)", &["0"]),
+    ("return cmsgpack.unpack(cmsgpack.pack({1,2,'x'}))", &["0"]),
+    ("local t = cmsgpack.unpack(cmsgpack.pack({a=1})); return t.a", &["0"]),
+    ("return {cmsgpack.unpack(cmsgpack.pack(1, 'two', 3))}", &["0"]),
+    ("return bit.band(7, 3)", &["0"]),
+    (
+        "return {bit.bxor(5, 3), bit.lshift(1, 31), bit.tobit(4294967295), bit.bnot(0), bit.arshift(-256, 4)}",
+        &["0"],
+    ),
+    (
+        "return {bit.tohex(255), bit.tohex(-1, -4), bit.bor(1, 2, 4), bit.rol(1, 33), bit.bswap(1)}",
+        &["0"],
+    ),
+    ("return struct.pack('>I2', 258)", &["0"]),
+    ("return struct.unpack('>I2', '\\1\\2')", &["0"]),
+    ("return {struct.unpack('<i4s', struct.pack('<i4s', -5, 'hi'))}", &["0"]),
+    ("return struct.size('>iIh')", &["0"]),
+    (
+        "return {struct.unpack('>bBhHd', struct.pack('>bBhHd', -1, 255, -2, 65535, 1.5))}",
+        &["0"],
+    ),
+    ("return struct.pack('q', 1)", &["0"]),
+    ("return unpack({1,2,3})", &["0"]),
+    ("return select('#', unpack({1,2,3}, 2, 3))", &["0"]),
+    (
+        "return {table.concat({'a','b'}, ','), string.rep('x', 3), string.format('%d', 3.7)}",
+        &["0"],
+    ),
+    ("return {tonumber('0x10'), tonumber('1.5e3'), math.floor(3.5)}", &["0"]),
+    ("return redis.call('mget', 'a', 'b')", &["0"]),
+    ("return redis.call('incrbyfloat', 'fl', '1.5')", &["0"]),
+    ("return redis.call('hgetall', 'h')", &["0"]),
+];
+
+fn eval_reply(conn: &mut redis::Connection, script: &str, args: &[&str]) -> String {
+    let mut c = cmd("EVAL");
+    c.arg(script);
+    for a in args {
+        c.arg(*a);
+    }
+    match c.query::<Value>(conn) {
+        Ok(v) => format!("{v:?}"),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+#[test]
+fn scripts_behave_like_redis() {
+    let Some(redis) = common::redis_server() else { return };
+    let mayfly = common::mayfly_with(2, &["--default_lua_flags=allow-undeclared-keys"]);
+    let mut r = redis.conn();
+    let mut m = mayfly.conn();
+    for (script, args) in SCRIPTS {
+        let want = eval_reply(&mut r, script, args);
+        let got = eval_reply(&mut m, script, args);
+        assert_eq!(got, want, "script {script:?} {args:?}");
+    }
+}
+
+#[test]
+fn evalsha_and_script_commands() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let sha: String = cmd("SCRIPT").arg("LOAD").arg("return ARGV[1]").query(&mut c).unwrap();
+    assert_eq!(sha, sha1("return ARGV[1]"));
+    let v: String = cmd("EVALSHA").arg(&sha).arg(0).arg("hi").query(&mut c).unwrap();
+    assert_eq!(v, "hi");
+    let v: String = cmd("EVALSHA")
+        .arg(sha.to_uppercase())
+        .arg(0)
+        .arg("up")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "up");
+    let exists: Vec<i64> = cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(&sha)
+        .arg("0".repeat(40))
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(exists, vec![1, 0]);
+    let list: Vec<(String, String)> = cmd("SCRIPT").arg("LIST").query(&mut c).unwrap();
+    assert!(list.contains(&(sha.clone(), "return ARGV[1]".to_string())));
+    // FLUSHDB leaves the script cache alone; SCRIPT FLUSH empties it.
+    let _: () = cmd("FLUSHALL").query(&mut c).unwrap();
+    let exists: Vec<i64> = cmd("SCRIPT").arg("EXISTS").arg(&sha).query(&mut c).unwrap();
+    assert_eq!(exists, vec![1]);
+    let _: () = cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+    let err = cmd("EVALSHA").arg(&sha).arg(0).query::<Value>(&mut c).unwrap_err();
+    assert_eq!(err.code(), Some("NOSCRIPT"));
+    assert_eq!(err.detail(), Some("No matching script. Please use EVAL."));
+    // redis-py's register_script path: EVALSHA, NOSCRIPT, then load.
+    let script = redis::Script::new("return redis.call('incr', KEYS[1])");
+    let n: i64 = script.key("counter").invoke(&mut c).unwrap();
+    assert_eq!(n, 1);
+    let n: i64 = script.key("counter").invoke(&mut c).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn undeclared_keys_fail_by_default() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let script = "return redis.call('set', 'elsewhere', 1)";
+    let err = cmd("EVAL").arg(script).arg(0).query::<Value>(&mut c).unwrap_err();
+    let want = format!(
+        "ERR script tried accessing undeclared key, key: elsewhere script: {}, on @user_script:1.",
+        sha1(script)
+    );
+    assert_eq!(format!("{} {}", err.code().unwrap(), err.detail().unwrap()), want);
+    let v: Option<String> = c.get("elsewhere").unwrap();
+    assert_eq!(v, None);
+    // Declared keys on both shards work in the default (lock-ahead) mode.
+    let (a, b) = common::keys_on_two_shards("decl");
+    let v: i64 = cmd("EVAL")
+        .arg("redis.call('set', KEYS[1], 5); redis.call('set', KEYS[2], 6); return redis.call('get', KEYS[1]) + redis.call('get', KEYS[2])")
+        .arg(2)
+        .arg(&a)
+        .arg(&b)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, 11);
+}
+
+#[test]
+fn every_flag_source_allows_undeclared_keys() {
+    // The script's own flags line.
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let v: String = cmd("EVAL")
+        .arg("--!df flags=allow-undeclared-keys\nreturn redis.call('set', 'free', 'x')")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "OK");
+    let err = cmd("EVAL")
+        .arg("--!df flags=nonsense\nreturn 1")
+        .arg(0)
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert_eq!(err.detail(), Some("Invalid flag: nonsense"));
+    // SCRIPT FLAGS, before the script is ever loaded.
+    let body = "return redis.call('get', 'free')";
+    let _: () = cmd("SCRIPT")
+        .arg("FLAGS")
+        .arg(sha1(body))
+        .arg("allow-undeclared-keys")
+        .query(&mut c)
+        .unwrap();
+    let v: String = cmd("EVAL").arg(body).arg(0).query(&mut c).unwrap();
+    assert_eq!(v, "x");
+    let err = cmd("SCRIPT")
+        .arg("FLAGS")
+        .arg("abc")
+        .arg("no-writes")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert_eq!(err.detail(), Some("syntax error"));
+    let err = cmd("SCRIPT")
+        .arg("FLAGS")
+        .arg(sha1(body))
+        .arg("bogus")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert_eq!(err.detail(), Some("Invalid config format: Invalid flag: bogus"));
+    // CONFIG SET lua_undeclared_keys_shas.
+    let body2 = "return redis.call('strlen', 'free')";
+    assert!(cmd("EVAL").arg(body2).arg(0).query::<i64>(&mut c).is_err());
+    let _: () = cmd("CONFIG")
+        .arg("SET")
+        .arg("lua_undeclared_keys_shas")
+        .arg(sha1(body2))
+        .query(&mut c)
+        .unwrap();
+    let n: i64 = cmd("EVAL").arg(body2).arg(0).query(&mut c).unwrap();
+    assert_eq!(n, 1);
+    // --lua_undeclared_keys_shas at startup.
+    let body3 = "return redis.call('exists', 'somewhere')";
+    let server = common::mayfly_with(2, &[&format!("--lua_undeclared_keys_shas={}", sha1(body3))]);
+    let mut c = server.conn();
+    let n: i64 = cmd("EVAL").arg(body3).arg(0).query(&mut c).unwrap();
+    assert_eq!(n, 0);
+    // --default_lua_flags, which a script's own flags line overrides.
+    let server = common::mayfly_with(2, &["--default_lua_flags=allow-undeclared-keys"]);
+    let mut c = server.conn();
+    let n: i64 = cmd("EVAL")
+        .arg("return redis.call('exists', 'any')")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 0);
+    let err = cmd("EVAL")
+        .arg("--!df flags=no-writes\nreturn redis.call('exists', 'any')")
+        .arg(0)
+        .query::<i64>(&mut c)
+        .unwrap_err();
+    assert!(err.detail().unwrap().contains("undeclared key"), "{err}");
+    // A bad --default_lua_flags is refused at startup.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mayfly"))
+        .arg("--default_lua_flags=wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid flag: wrong"));
+}
+
+#[test]
+fn read_only_scripts_refuse_writes() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let err = cmd("EVAL_RO")
+        .arg("return redis.call('set', KEYS[1], 1)")
+        .arg(1)
+        .arg("k")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.detail()
+            .unwrap()
+            .starts_with("Write commands are not allowed from read-only scripts.")
+    );
+    let _: () = c.set("k", "v").unwrap();
+    let v: String = cmd("EVAL_RO")
+        .arg("return redis.call('get', KEYS[1])")
+        .arg(1)
+        .arg("k")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, "v");
+    let err = cmd("EVAL")
+        .arg("--!df flags=no-writes\nreturn redis.call('del', KEYS[1])")
+        .arg(1)
+        .arg("k")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(err.detail().unwrap().contains("read-only scripts"));
+}
+
+#[test]
+fn a_global_script_is_never_seen_half_done() {
+    let server = common::mayfly();
+    let (a, b) = common::keys_on_two_shards("move");
+    let mut c = server.conn();
+    let _: () = c.mset(&[(&a, 100), (&b, 0)]).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..50 {
+        let client = server.client();
+        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        readers.push(thread::spawn(move || {
+            let mut c = client.get_connection().unwrap();
+            let mut seen = 0;
+            while !stop.load(Ordering::Relaxed) || seen < 5 {
+                let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
+                assert_eq!(x + y, 100, "saw a torn state: {x} + {y}");
+                seen += 1;
+            }
+        }));
+    }
+    // The script names neither key: it runs as a global transaction.
+    let script = format!(
+        "--!df flags=allow-undeclared-keys\n\
+         local from, to = '{a}', '{b}'\n\
+         if tonumber(redis.call('get', from)) == 0 then from, to = to, from end\n\
+         local n = tonumber(redis.call('get', from))\n\
+         redis.call('decrby', from, n)\n\
+         redis.call('incrby', to, n)\n\
+         return n"
+    );
+    let started = Instant::now();
+    let mut moves = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        let n: i64 = cmd("EVAL").arg(&script).arg(0).query(&mut c).unwrap();
+        assert_eq!(n, 100);
+        moves += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert!(moves > 10, "only {moves} moves");
+}
+
+#[test]
+fn eval_inside_multi_runs_in_the_transaction() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let (a, b) = common::keys_on_two_shards("mx");
+    let (r1, r2): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("EVAL")
+        .arg("return redis.call('incrby', KEYS[1], 5)")
+        .arg(1)
+        .arg(&a)
+        .cmd("EVAL")
+        .arg("--!df flags=allow-undeclared-keys\nreturn redis.call('incrby', ARGV[1], 7)")
+        .arg(0)
+        .arg(&b)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!((r1, r2), (5, 7));
+}
+
+#[test]
+fn busy_scripts_and_script_kill() {
+    let server = common::mayfly_with(2, &["--lua_time_limit=200"]);
+    let client = server.client();
+    let runner = thread::spawn(move || {
+        let mut c = client.get_connection().unwrap();
+        cmd("EVAL")
+            .arg("local i = 0 while true do i = i + 1 end")
+            .arg(0)
+            .query::<Value>(&mut c)
+    });
+    // Clients on the other core get BUSY once the limit passes; find one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut killer = None;
+    while Instant::now() < deadline && killer.is_none() {
+        thread::sleep(Duration::from_millis(50));
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"GET x\r\n").unwrap();
+        let mut buf = [0u8; 256];
+        if let Ok(n) = s.read(&mut buf)
+            && buf[..n].starts_with(b"-BUSY Redis is busy running a script.")
+        {
+            killer = Some(s);
+        }
+    }
+    let mut killer = killer.expect("a client on the free core saw BUSY");
+    use std::io::{Read, Write};
+    killer.write_all(b"SCRIPT KILL\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = killer.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"+OK\r\n");
+    let result = runner.join().unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        err.to_string().contains("Script killed by user with SCRIPT KILL"),
+        "{err}"
+    );
+    let mut c = server.conn();
+    let pong: String = cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let err = cmd("SCRIPT").arg("KILL").query::<()>(&mut c).unwrap_err();
+    assert_eq!(err.code(), Some("NOTBUSY"));
+}
+
+/// Sends `request` on a new connection and returns the first reply, or
+/// None if none came within 300 ms (the connection landed on a busy core).
+fn quick_exchange(port: u16, request: &[u8]) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(300))).ok()?;
+    s.write_all(request).ok()?;
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+#[test]
+fn a_script_that_wrote_cannot_be_killed() {
+    let server = common::mayfly_with(2, &["--lua_time_limit=100"]);
+    let client = server.client();
+    // Writes once, then spins for about three seconds.
+    let script = "redis.call('set', KEYS[1], 1)\n\
+                  local start = tonumber(redis.call('time')[1])\n\
+                  local i = 0\n\
+                  while tonumber(redis.call('time')[1]) < start + 3 do i = i + 1 end\n\
+                  return 1";
+    let runner = thread::spawn(move || {
+        let mut c = client.get_connection().unwrap();
+        cmd("EVAL").arg(script).arg(1).arg("w").query::<i64>(&mut c)
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut answer = String::new();
+    while Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(30));
+        if let Some(out) = quick_exchange(server.port, b"SCRIPT KILL\r\n")
+            && out.starts_with("-UNKILLABLE")
+        {
+            answer = out;
+            break;
+        }
+    }
+    assert!(
+        answer.starts_with("-UNKILLABLE Sorry the script already executed write commands"),
+        "{answer}"
+    );
+    assert_eq!(runner.join().unwrap().unwrap(), 1);
+}
