@@ -31,3 +31,6 @@ cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
 CI=${CI:-true} cargo test --all-targets
+
+step "django-cacheops 7.2's own test suite against Mayfly"
+bash ci/cacheops.sh

@@ -140,41 +140,92 @@ pub fn parse_header(body: &[u8]) -> Result<Header, String> {
 /// (`conj:...`, `schemes:...`) which they never declare. They get
 /// `allow-undeclared-keys` with no configuration, so cacheops just works.
 ///
-/// Each SHA1 is of the script text exactly as cacheops sends it: it reads
-/// `cacheops/lua/NAME.lua` and deletes the `REDIS_4 ... /REDIS_4` blocks
-/// when INFO's redis_version major is at least 7 (otherwise the `REDIS_7`
-/// blocks). Sources: django-cacheops 7.2 as published on PyPI (see
-/// `../shared/REFERENCE.md`), and Dragonfly's own list for 7.0.2.
+/// Each SHA1 is of the script text exactly as that release sends it: it
+/// reads `cacheops/lua/NAME.lua`; 7.x deletes the `REDIS_4 ... /REDIS_4`
+/// blocks when INFO's redis_version major is at least 7 (otherwise the
+/// `REDIS_7` blocks); 4.x-6.x delete `TOSTRIP ... /TOSTRIP` blocks when
+/// CACHEOPS_LRU is set (cache_thing) or UNLINK is available (invalidate).
+/// `scripts/cacheops_shas.py` recomputes the list from the packages
+/// published on PyPI.
 pub const CACHEOPS_SHAS: &[(&str, &str)] = &[
-    (
-        "43c56897fe581fb7eefdc1f00d6db8bc0ed5318e",
-        "cacheops 7.2 cache_thing.lua",
-    ),
+    ("43c56897fe581fb7eefdc1f00d6db8bc0ed5318e", "7.1, 7.2 cache_thing"),
     (
         "93caee718597fa57f2c358b06f9d7f5cb05a233d",
-        "cacheops 7.2 cache_thing_insideout.lua, Redis >= 7",
+        "7.1, 7.2 cache_thing_insideout, Redis >= 7",
     ),
     (
         "76f365ace541416bbf41c63396d6f65797ca54e7",
-        "cacheops 7.2 cache_thing_insideout.lua, Redis < 7",
+        "7.1, 7.2 cache_thing_insideout, Redis < 7",
     ),
-    (
-        "0605214935a9ffcd4b9e5779300302540ff08da4",
-        "cacheops 7.2 invalidate.lua",
-    ),
+    ("0605214935a9ffcd4b9e5779300302540ff08da4", "5.0 - 7.2 invalidate"),
     (
         "3fc258d735c924d5652fceb90b41bea1f1f29e4b",
-        "cacheops 7.2 invalidate_insideout.lua",
+        "7.0 - 7.2 invalidate_insideout",
     ),
     (
         "8c4dafdf9b6b7bcf511a0d1ec0518bed9260e16d",
-        "cacheops 7.0.2 cache_thing_insideout.lua (Dragonfly's list)",
+        "7.0.2 cache_thing_insideout, Redis >= 7",
+    ),
+    (
+        "92143cfceff4022e1b15e58dbc883b44171a638a",
+        "7.0.2 cache_thing_insideout, Redis < 7",
+    ),
+    (
+        "8661ee8a6eebce058183c5fc3c68b4a5635964a1",
+        "7.0.2 cache_thing, Redis >= 7",
+    ),
+    (
+        "584808dc8ea8d370057a553be46a8404371a3943",
+        "7.0.2 cache_thing, Redis < 7",
+    ),
+    (
+        "f8195e277f9f2c2fe7d26010d530f3707042c761",
+        "7.0.1 cache_thing_insideout, Redis >= 7",
+    ),
+    (
+        "0ddead8550435c11fe4c969ce05d86595a096d97",
+        "7.0.1 cache_thing_insideout, Redis < 7",
+    ),
+    (
+        "bfed57da6c77721caa94c95162a30f9da98f82d8",
+        "7.0.1 cache_thing, Redis >= 7",
+    ),
+    (
+        "6e829bdf16da88c0651734416322bf406a856b2e",
+        "7.0.1 cache_thing, Redis < 7",
+    ),
+    ("1880dea5c524f6a37a650f715fa630416a2fe1fd", "7.0 cache_thing"),
+    ("af393c71b4185a7601811a87f5d196d767921270", "7.0 cache_thing_insideout"),
+    ("48f6ff98e648e4e33abd0de6769a9673304154b1", "6.1, 6.2 cache_thing"),
+    (
+        "42c3ffad82416d88b7f96d188072c5c750528a09",
+        "6.1, 6.2 cache_thing, TOSTRIP removed",
+    ),
+    ("f6b93ec749d56aefa37c49bbc5e7a6eedd0d4ec3", "4.2 - 6.0 cache_thing"),
+    (
+        "f32ccc995438e06ea3041413dd18df7fa6c8645e",
+        "4.2 - 6.0 cache_thing, TOSTRIP removed",
+    ),
+    ("c7572545be307e3217961e97ef8725ae23e24775", "4.2 invalidate"),
+    (
+        "f8cc03e09db7ac73d320499db3d80945b1b5b0fc",
+        "4.2 invalidate, TOSTRIP removed",
     ),
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builtin_shas_are_well_formed_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for (sha, _) in CACHEOPS_SHAS {
+            assert_eq!(sha.len(), 40);
+            assert!(sha.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(seen.insert(*sha), "{sha} listed twice");
+        }
+    }
 
     #[test]
     fn flag_lists_accept_three_separators_and_reject_unknown() {
