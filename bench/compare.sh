@@ -4,6 +4,7 @@
 # Mayfly/Redis ratios. Starts both servers itself and stops them by pid.
 #
 #   bench/compare.sh [ROUNDS]        (default 3)
+#   SECTIONS="scripts memory" bench/compare.sh   (a subset: pinned 2t scripts memory)
 #
 # Configurations:
 #   pinned: each server on CPU 0 (Mayfly --proactor_threads 1), load
@@ -18,6 +19,8 @@ ROUNDS=${1:-3}
 PORT_R=${PORT_R:-7702}
 PORT_M=${PORT_M:-7701}
 OUT=${OUT:-$ROOT/bench/last-run}
+SECTIONS=${SECTIONS:-pinned 2t scripts memory}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 : >"$OUT/raw.txt"
 
@@ -102,8 +105,8 @@ memory_per_key() { # server port pid
     record mem "$srv" "used_memory-bytes-per-key" "$(( used / 1000000 ))"
 }
 
-echo "== pinned: servers on CPU 0, load generator on CPU 1 ($ROUNDS rounds, alternating)"
-for round in $(seq 1 "$ROUNDS"); do
+want pinned && echo "== pinned: servers on CPU 0, load generator on CPU 1 ($ROUNDS rounds, alternating)"
+want pinned && for round in $(seq 1 "$ROUNDS"); do
     rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"
     one_round pinned redis "$PORT_R" "$rp" 1
     kill "$rp"; wait "$rp" 2>/dev/null || true
@@ -113,8 +116,8 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "   round $round done"
 done
 
-echo "== 2t: Mayfly with 2 threads, unpinned, against unpinned redis-server"
-for round in $(seq 1 "$ROUNDS"); do
+want 2t && echo "== 2t: Mayfly with 2 threads, unpinned, against unpinned redis-server"
+want 2t && for round in $(seq 1 "$ROUNDS"); do
     rp=$(start_redis 0-1); PIDS+=("$rp"); wait_port "$PORT_R"
     one_round 2t redis "$PORT_R" "$rp" 0-1
     kill "$rp"; wait "$rp" 2>/dev/null || true
@@ -124,9 +127,55 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "   round $round done"
 done
 
-echo "== memory per key: 1,000,000 keys of 32-byte values"
-rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"; memory_per_key redis "$PORT_R" "$rp"; kill "$rp"
-mp=$(start_mayfly 0 1); PIDS+=("$mp"); wait_port "$PORT_M"; memory_per_key mayfly "$PORT_M" "$mp"; kill "$mp"
+# EVALSHA through redis-benchmark: a script on one shard's keys, one whose
+# declared keys span both shards, and a global (undeclared-key) script.
+tag_on() { # shard -> a hash tag whose keys live on that shard (2 shards)
+    for t in a b c d e f g h; do
+        [ "$("$BENCH" --shard-of "{$t}")" = "$1" ] && { echo "$t"; return; }
+    done
+}
+T0=$(tag_on 0); T1=$(tag_on 1)
+ONE="return redis.call('incr', KEYS[1])"
+TWO="redis.call('incr', KEYS[1]) return redis.call('incr', KEYS[2])"
+GLOBAL="--!df flags=allow-undeclared-keys
+redis.call('incr', '{$T0}g:' .. ARGV[1]) return redis.call('incr', '{$T1}g:' .. ARGV[1])"
+run_scripts() { # config server port pid client-cpus
+    local cfg=$1 srv=$2 port=$3 pid=$4 ccpu=$5 name body sha t0 t1 ops n=200000
+    for name in one-shard two-shards global; do
+        case $name in
+            one-shard) body=$ONE; args=(1 "{$T0}k:__rand_int__") ;;
+            two-shards) body=$TWO; args=(2 "{$T0}k:__rand_int__" "{$T1}k:__rand_int__") ;;
+            global) body=$GLOBAL; args=(0 "__rand_int__") ;;
+        esac
+        sha=$(redis-cli -p "$port" script load "$body")
+        t0=$(cpu_ticks "$pid")
+        ops=$(taskset -c "$ccpu" redis-benchmark -p "$port" -n "$n" -c 50 -r 100000 --csv EVALSHA "$sha" "${args[@]}" 2>/dev/null | grep -v '^"test' | head -1 | cut -d, -f2 | tr -d '"')
+        t1=$(cpu_ticks "$pid")
+        record "$cfg" "$srv" "evalsha-$name-ops" "$ops"
+        record "$cfg" "$srv" "evalsha-$name-cpu_us_per_op" "$(awk -v a="$t0" -v b="$t1" -v t="$TCK" -v n="$n" 'BEGIN{printf "%.3f", (b-a)/t*1e6/n}')"
+    done
+}
+want scripts && echo "== EVALSHA: one shard, two shards, global ($ROUNDS rounds each, alternating)"
+want scripts && for round in $(seq 1 "$ROUNDS"); do
+    rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"
+    run_scripts pinned redis "$PORT_R" "$rp" 1
+    kill "$rp"; wait "$rp" 2>/dev/null || true
+    mp=$(start_mayfly 0 1); PIDS+=("$mp"); wait_port "$PORT_M"
+    run_scripts pinned mayfly "$PORT_M" "$mp" 1
+    kill "$mp"; wait "$mp" 2>/dev/null || true
+    rp=$(start_redis 0-1); PIDS+=("$rp"); wait_port "$PORT_R"
+    run_scripts 2t redis "$PORT_R" "$rp" 0-1
+    kill "$rp"; wait "$rp" 2>/dev/null || true
+    mp=$(start_mayfly 0-1 2); PIDS+=("$mp"); wait_port "$PORT_M"
+    run_scripts 2t mayfly "$PORT_M" "$mp" 0-1
+    kill "$mp"; wait "$mp" 2>/dev/null || true
+done
+
+if want memory; then
+    echo "== memory per key: 1,000,000 keys of 32-byte values"
+    rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"; memory_per_key redis "$PORT_R" "$rp"; kill "$rp"
+    mp=$(start_mayfly 0 1); PIDS+=("$mp"); wait_port "$PORT_M"; memory_per_key mayfly "$PORT_M" "$mp"; kill "$mp"
+fi
 command -v memtier_benchmark >/dev/null || echo "(memtier_benchmark is not installed: skipped; it is not in Debian)"
 
 # Medians and ratios.

@@ -86,6 +86,10 @@ struct Args {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// Print the shard of this key on a two-shard Mayfly, then exit (lets
+    /// scripts pick keys on chosen shards).
+    #[arg(long)]
+    shard_of: Option<String>,
 }
 
 const CACHE_THING: &str = "--!df flags=allow-undeclared-keys
@@ -330,7 +334,7 @@ fn replies_per_request(w: Workload) -> usize {
     if w == Workload::Multi { 5 } else { 1 }
 }
 
-fn run_thread(shared: Arc<Shared>, seed: u64) -> Stats {
+fn run_thread(shared: Arc<Shared>, seed: u64, worker: u64, workers: u64) -> Stats {
     let a = &shared.args;
     let mut stats = Stats::new(command_names(a.workload));
     let fail = |msg: String| {
@@ -360,7 +364,9 @@ fn run_thread(shared: Arc<Shared>, seed: u64) -> Stats {
         min: a.key_minimum,
         span: (a.key_maximum - a.key_minimum).max(1),
         pattern: a.key_pattern,
-        seq: seed % 1000,
+        // Sequential workers start evenly apart, so together they cover
+        // the key range once.
+        seq: ((a.key_maximum - a.key_minimum).max(1) / workers.max(1)) * worker,
     };
     let value = vec![b'x'; a.data_size];
     let per = replies_per_request(a.workload);
@@ -467,6 +473,10 @@ fn write_hgrm(path: &str, h: &Histogram<u64>) -> std::io::Result<()> {
 
 fn main() {
     let args = Args::parse();
+    if let Some(key) = &args.shard_of {
+        println!("{}", mayfly::shard::shard_of(key.as_bytes(), 2));
+        return;
+    }
     if args.key_maximum <= args.key_minimum || args.threads == 0 || args.clients == 0 || args.pipeline == 0 {
         eprintln!("mayfly-bench: need key_maximum > key_minimum and non-zero threads, clients, pipeline");
         std::process::exit(2);
@@ -508,7 +518,10 @@ fn main() {
     let handles: Vec<_> = (0..args.threads * args.clients)
         .map(|t| {
             let shared = shared.clone();
-            std::thread::spawn(move || run_thread(shared, 0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678_9abc)))
+            let workers = (args.threads * args.clients) as u64;
+            std::thread::spawn(move || {
+                run_thread(shared, 0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678_9abc), t as u64, workers)
+            })
         })
         .collect();
     let mut last = 0;
