@@ -520,7 +520,12 @@ fn main() {
             let shared = shared.clone();
             let workers = (args.threads * args.clients) as u64;
             std::thread::spawn(move || {
-                run_thread(shared, 0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678_9abc), t as u64, workers)
+                run_thread(
+                    shared,
+                    0x9e37_79b9_7f4a_7c15 ^ ((t as u64 + 1) * 0x1234_5678_9abc),
+                    t as u64,
+                    workers,
+                )
             })
         })
         .collect();

@@ -140,15 +140,11 @@ pub fn run(config: Config) -> std::io::Result<()> {
 ///
 /// The executors bind with SO_REUSEPORT, which would let a second server of
 /// the same user share the port silently and take half its connections. A
-/// plain bind (no SO_REUSEPORT) fails if anyone listens there; it is closed
-/// again before the executors bind.
+/// bind without SO_REUSEPORT fails if anyone listens there.
 fn refuse_taken_port(config: &Config) -> std::io::Result<()> {
     let addr = format!("{}:{}", config.bind, config.port);
-    match std::net::TcpListener::bind(&addr) {
-        Ok(probe) => {
-            drop(probe);
-            Ok(())
-        }
+    match net::probe_port(&addr) {
+        Ok(()) => Ok(()),
         Err(e) => Err(std::io::Error::new(
             e.kind(),
             format!("Could not create server TCP listening socket {addr}: bind: {e}"),

@@ -15,7 +15,7 @@ mod glommio_tcp;
 mod uring;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
 
 use bytes::BytesMut;
@@ -100,6 +100,86 @@ impl Stream {
             Stream::Glommio(s) => s.raw_fd(),
         }
     }
+}
+
+/// What `tcp_socket` does after binding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Bind {
+    /// SO_REUSEPORT and listen: one of the executors' shared listeners.
+    Listen,
+    /// Bind only, without SO_REUSEPORT: a probe that fails while anyone
+    /// listens on the address. It never listens, so no client can connect
+    /// to it and be reset when it closes.
+    Probe,
+}
+
+/// A non-blocking TCP socket with SO_REUSEADDR, bound to `addr`.
+pub fn tcp_socket(addr: SocketAddr, how: Bind) -> io::Result<RawFd> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: plain socket syscalls on a descriptor we create; every result
+    // is checked and the descriptor closed on failure.
+    unsafe {
+        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let fail = |fd| {
+            let e = io::Error::last_os_error();
+            libc::close(fd);
+            Err(e)
+        };
+        let one: libc::c_int = 1;
+        let opts: &[libc::c_int] = match how {
+            Bind::Listen => &[libc::SO_REUSEADDR, libc::SO_REUSEPORT],
+            Bind::Probe => &[libc::SO_REUSEADDR],
+        };
+        for &opt in opts {
+            let p = &one as *const _ as *const libc::c_void;
+            if libc::setsockopt(fd, libc::SOL_SOCKET, opt, p, std::mem::size_of_val(&one) as u32) != 0 {
+                return fail(fd);
+            }
+        }
+        let rc = match addr {
+            SocketAddr::V4(a) => {
+                let mut sa: libc::sockaddr_in = std::mem::zeroed();
+                sa.sin_family = libc::AF_INET as u16;
+                sa.sin_port = a.port().to_be();
+                sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                libc::bind(
+                    fd,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+            SocketAddr::V6(a) => {
+                let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
+                sa.sin6_family = libc::AF_INET6 as u16;
+                sa.sin6_port = a.port().to_be();
+                sa.sin6_addr.s6_addr = a.ip().octets();
+                libc::bind(
+                    fd,
+                    &sa as *const _ as *const libc::sockaddr,
+                    std::mem::size_of_val(&sa) as u32,
+                )
+            }
+        };
+        if rc != 0 || (how == Bind::Listen && libc::listen(fd, 511) != 0) {
+            return fail(fd);
+        }
+        Ok(fd)
+    }
+}
+
+/// Fails with the bind error when another socket listens on `addr`.
+pub fn probe_port(addr: &str) -> io::Result<()> {
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+    let fd = tcp_socket(addr, Bind::Probe)?;
+    // SAFETY: the descriptor was just created and is ours.
+    unsafe { libc::close(fd) };
+    Ok(())
 }
 
 /// Wakes a connection blocked in read by shutting its socket down.

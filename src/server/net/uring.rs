@@ -389,7 +389,7 @@ impl Listener {
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
-        let fd = listen_socket(addr)?;
+        let fd = super::tcp_socket(addr, super::Bind::Listen)?;
         let slot = reactor.slots.borrow_mut().insert(Slot::Listener(ListenState {
             fd,
             accepted: VecDeque::new(),
@@ -415,59 +415,6 @@ impl Listener {
         })
         .await?;
         Ok(Stream::new(self.reactor.clone(), fd))
-    }
-}
-
-/// A non-blocking TCP listener with SO_REUSEADDR and SO_REUSEPORT.
-fn listen_socket(addr: SocketAddr) -> io::Result<RawFd> {
-    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    // SAFETY: plain socket syscalls on a descriptor we create; every result
-    // is checked and the descriptor closed on failure.
-    unsafe {
-        let fd = libc::socket(family, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fail = |fd| {
-            let e = io::Error::last_os_error();
-            libc::close(fd);
-            Err(e)
-        };
-        let one: libc::c_int = 1;
-        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
-            let p = &one as *const _ as *const libc::c_void;
-            if libc::setsockopt(fd, libc::SOL_SOCKET, opt, p, std::mem::size_of_val(&one) as u32) != 0 {
-                return fail(fd);
-            }
-        }
-        let rc = match addr {
-            SocketAddr::V4(a) => {
-                let mut sa: libc::sockaddr_in = std::mem::zeroed();
-                sa.sin_family = libc::AF_INET as u16;
-                sa.sin_port = a.port().to_be();
-                sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-                libc::bind(
-                    fd,
-                    &sa as *const _ as *const libc::sockaddr,
-                    std::mem::size_of_val(&sa) as u32,
-                )
-            }
-            SocketAddr::V6(a) => {
-                let mut sa: libc::sockaddr_in6 = std::mem::zeroed();
-                sa.sin6_family = libc::AF_INET6 as u16;
-                sa.sin6_port = a.port().to_be();
-                sa.sin6_addr.s6_addr = a.ip().octets();
-                libc::bind(
-                    fd,
-                    &sa as *const _ as *const libc::sockaddr,
-                    std::mem::size_of_val(&sa) as u32,
-                )
-            }
-        };
-        if rc != 0 || libc::listen(fd, 511) != 0 {
-            return fail(fd);
-        }
-        Ok(fd)
     }
 }
 
