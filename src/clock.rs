@@ -43,3 +43,8 @@ pub fn calibrate() {
 pub fn ticks_to_us(ticks: u64) -> u64 {
     (ticks as f64 / TICKS_PER_US.get().copied().unwrap_or(1000.0)) as u64
 }
+
+/// Converts microseconds to ticks.
+pub fn us_to_ticks(us: u64) -> u64 {
+    (us as f64 * TICKS_PER_US.get().copied().unwrap_or(1000.0)) as u64
+}

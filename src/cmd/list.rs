@@ -628,7 +628,7 @@ where
                         true
                     },
                     async {
-                        glommio::timer::sleep(left).await;
+                        crate::server::net::sleep(left).await;
                         false
                     },
                 )

@@ -122,7 +122,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
             .name(&format!("mayfly-{id}"))
             .io_memory(64 << 10)
             .spin_before_park(spin)
-            .spawn(move || async move { core_main(id, mesh, shared).await })
+            .spawn(move || net::counted(core_main(id, mesh, shared)))
             .map_err(|e| std::io::Error::other(format!("cannot start executor {id}: {e}")))?;
         handles.push(handle);
     }
@@ -165,16 +165,18 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
         stats: Default::default(),
     });
     LOCAL_NODE.with(|n| *n.borrow_mut() = Some(node.clone()));
-    glommio::spawn_local(drain_inbox(node.clone())).detach();
-    glommio::spawn_local(expire_cycle(node.clone())).detach();
 
     let addr = format!("{}:{}", shared.config.bind, shared.config.port);
     let backend = shared.config.socket_backend;
     let spin = Duration::from_micros(shared.config.spin_before_park_us);
+    // First: glommio polls a task as it spawns it, and the tasks below must
+    // find this executor's doorbell when they first register a waker.
     if let Err(e) = net::start_executor(backend, spin) {
         log_warning!("Could not start the {backend:?} socket driver: {e}");
         std::process::exit(1);
     }
+    net::spawn(drain_inbox(node.clone()));
+    net::spawn(expire_cycle(node.clone()));
     let listener = match net::Listener::bind(backend, &addr) {
         Ok(l) => l,
         Err(e) => {
@@ -189,11 +191,11 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
         match listener.accept().await {
             Ok(stream) => {
                 node.stats.borrow_mut().connections += 1;
-                glommio::spawn_local(conn::serve(node.clone(), stream)).detach();
+                net::spawn(conn::serve(node.clone(), stream));
             }
             Err(e) => {
                 log_warning!("accept failed: {e}");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                net::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -218,7 +220,7 @@ async fn drain_inbox(node: Rc<Node>) {
 /// Frees expired keys that nobody touches, a bounded amount at a time.
 async fn expire_cycle(node: Rc<Node>) {
     loop {
-        glommio::timer::sleep(Duration::from_millis(100)).await;
+        net::sleep(Duration::from_millis(100)).await;
         let now = now_ms();
         let mut shard = node.core.shard.borrow_mut();
         for db in shard.dbs.iter_mut() {

@@ -1,14 +1,132 @@
 //! Cross-core plumbing: a shard's inbox, one-shot replies and wake signals.
 //!
-//! All three use a waker stored behind a tiny mutex. Glommio accepts wakes
-//! from foreign threads (it queues them and kicks the parked executor through
-//! its eventfd), so a sender on core A can wake a task on core B.
+//! All three keep their waiter's waker behind a tiny mutex, as a `CoreWaker`:
+//! the waker plus the `Doorbell` of the executor it belongs to.
+//!
+//! # Waking a task on another core
+//!
+//! glommio's own path for a wake from a foreign thread queues the waker and
+//! only looks at that queue between task-queue runs, or after parking with
+//! a membarrier and an eventfd read. Both are slow on this VM, and the
+//! socket driver (`server::net`) keeps its executor busy or blocked in its
+//! own io_uring ring, where glommio's eventfd cannot reach it.
+//!
+//! So an executor running the socket driver installs a doorbell: a queue of
+//! wakers plus an eventfd that the driver keeps a READ armed on. A wake from
+//! another core pushes the waker onto the owner's doorbell and writes the
+//! eventfd only when the driver is blocked. The driver wakes the queued
+//! tasks locally on its next pass. Without a doorbell (the glommio socket
+//! backend, unit tests) a wake goes to glommio as before.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::os::fd::RawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+
+/// Where other cores leave wake-ups for one executor.
+pub struct Doorbell {
+    eventfd: RawFd,
+    /// The owner is blocked waiting for I/O: a wake must write the eventfd.
+    blocked: AtomicBool,
+    /// `wakes` may be non-empty: lets the owner skip the lock when idle.
+    pending: AtomicBool,
+    wakes: Mutex<Vec<Waker>>,
+}
+
+thread_local! {
+    static DOORBELL: Cell<Option<&'static Doorbell>> = const { Cell::new(None) };
+}
+
+impl Doorbell {
+    /// Creates this thread's doorbell. It lives as long as the process.
+    pub fn install() -> std::io::Result<&'static Doorbell> {
+        // SAFETY: plain syscall; the result is checked.
+        let eventfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if eventfd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let bell: &'static Doorbell = Box::leak(Box::new(Doorbell {
+            eventfd,
+            blocked: AtomicBool::new(false),
+            pending: AtomicBool::new(false),
+            wakes: Mutex::new(Vec::new()),
+        }));
+        DOORBELL.with(|d| d.set(Some(bell)));
+        Ok(bell)
+    }
+
+    /// This thread's doorbell, if it has one.
+    pub fn current() -> Option<&'static Doorbell> {
+        DOORBELL.with(|d| d.get())
+    }
+
+    /// The eventfd that a wake writes while the owner is blocked.
+    pub fn eventfd(&self) -> RawFd {
+        self.eventfd
+    }
+
+    /// Leaves `waker` for the owner (called from another thread).
+    fn ring(&self, waker: Waker) {
+        self.wakes.lock().expect("doorbell").push(waker);
+        self.pending.store(true, Ordering::SeqCst);
+        if self.blocked.swap(false, Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: an 8-byte write to an eventfd this process owns.
+            unsafe { libc::write(self.eventfd, &one as *const u64 as *const libc::c_void, 8) };
+        }
+    }
+
+    /// Moves the wakers left by other cores into `into`.
+    pub fn take_wakes(&self, into: &mut Vec<Waker>) {
+        if !self.pending.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut wakes = self.wakes.lock().expect("doorbell");
+        into.append(&mut wakes);
+    }
+
+    /// Announces that the owner is about to block. False if wakes are
+    /// already waiting, in which case it must not block.
+    pub fn prepare_to_block(&self) -> bool {
+        self.blocked.store(true, Ordering::SeqCst);
+        if !self.pending.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.blocked.store(false, Ordering::SeqCst);
+        false
+    }
+
+    pub fn unblocked(&self) {
+        self.blocked.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A task's waker together with its executor's doorbell.
+pub struct CoreWaker {
+    waker: Waker,
+    bell: Option<&'static Doorbell>,
+}
+
+impl CoreWaker {
+    /// The waker of the task polling with `cx`, on this thread.
+    pub fn new(cx: &Context<'_>) -> CoreWaker {
+        CoreWaker {
+            waker: cx.waker().clone(),
+            bell: Doorbell::current(),
+        }
+    }
+
+    /// Wakes the task, from its own thread or any other.
+    pub fn wake(self) {
+        match self.bell {
+            Some(bell) if !Doorbell::current().is_some_and(|own| std::ptr::eq(own, bell)) => bell.ring(self.waker),
+            _ => self.waker.wake(),
+        }
+    }
+}
 
 use super::Shard;
 
@@ -19,7 +137,7 @@ pub type Job = Box<dyn FnOnce(&mut Shard) + Send>;
 pub struct Inbox {
     tx: crossbeam_channel::Sender<Job>,
     rx: crossbeam_channel::Receiver<Job>,
-    waker: Mutex<Option<Waker>>,
+    waker: Mutex<Option<CoreWaker>>,
     sleeping: AtomicBool,
 }
 
@@ -64,7 +182,7 @@ impl Inbox {
             if !into.is_empty() {
                 return Poll::Ready(());
             }
-            *self.waker.lock().expect("inbox waker") = Some(cx.waker().clone());
+            *self.waker.lock().expect("inbox waker") = Some(CoreWaker::new(cx));
             self.sleeping.store(true, Ordering::SeqCst);
             if self.rx.is_empty() {
                 return Poll::Pending;
@@ -76,7 +194,7 @@ impl Inbox {
 
 struct OneshotState<T> {
     value: Option<T>,
-    waker: Option<Waker>,
+    waker: Option<CoreWaker>,
     sender_gone: bool,
 }
 
@@ -158,7 +276,7 @@ impl<T> Future for ReplyRx<T> {
         if st.sender_gone {
             return Poll::Ready(None);
         }
-        st.waker = Some(cx.waker().clone());
+        st.waker = Some(CoreWaker::new(cx));
         Poll::Pending
     }
 }
@@ -167,7 +285,7 @@ impl<T> Future for ReplyRx<T> {
 #[derive(Default)]
 pub struct Signal {
     fired: AtomicBool,
-    waker: Mutex<Option<Waker>>,
+    waker: Mutex<Option<CoreWaker>>,
 }
 
 impl Signal {
@@ -192,7 +310,7 @@ impl Future for SignalWait {
         if self.0.fired.load(Ordering::SeqCst) {
             return Poll::Ready(());
         }
-        *self.0.waker.lock().expect("signal") = Some(cx.waker().clone());
+        *self.0.waker.lock().expect("signal") = Some(CoreWaker::new(cx));
         if self.0.fired.load(Ordering::SeqCst) {
             Poll::Ready(())
         } else {

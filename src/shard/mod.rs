@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use channel::{Inbox, Job, ReplyRx, ReplyTx, Signal, oneshot};
+pub use channel::{CoreWaker, Doorbell, Inbox, Job, ReplyRx, ReplyTx, Signal, oneshot};
 use locks::Access;
 
 use crate::db::{Db, Map};

@@ -14,9 +14,13 @@
 mod glommio_tcp;
 mod uring;
 
+use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 
@@ -35,6 +39,52 @@ pub enum Listener {
 pub enum Stream {
     Uring(uring::Stream),
     Glommio(glommio_tcp::Stream),
+}
+
+thread_local! {
+    /// Polls of tasks spawned through `spawn` on this thread.
+    static TASK_POLLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many times this thread's tasks have been polled. The uring driver
+/// blocks only after a round in which this did not move: then no other
+/// task was queued when it last yielded.
+pub fn task_polls() -> u64 {
+    TASK_POLLS.with(|c| c.get())
+}
+
+/// Spawns a detached task on this executor. Every Mayfly task goes through
+/// here, so that `task_polls` sees it run.
+pub fn spawn(future: impl Future<Output = ()> + 'static) {
+    glommio::spawn_local(Counted(future)).detach();
+}
+
+/// `future`, counted in `task_polls`: for an executor's main future.
+pub fn counted<F: Future>(future: F) -> impl Future<Output = F::Output> {
+    Counted(future)
+}
+
+struct Counted<F>(F);
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        TASK_POLLS.with(|c| c.set(c.get() + 1));
+        // SAFETY: the inner future is never moved out of its pinned wrapper.
+        unsafe { self.map_unchecked_mut(|c| &mut c.0) }.poll(cx)
+    }
+}
+
+/// Waits for `duration`: on the uring driver's ring when this executor
+/// runs it (glommio's timers fire late there), else with glommio's timer.
+pub async fn sleep(duration: std::time::Duration) {
+    match uring::sleep(duration) {
+        Ok(sleep) => sleep.await,
+        Err(_) => {
+            glommio::timer::sleep(duration).await;
+        }
+    }
 }
 
 /// Starts the per-executor machinery a backend needs (the uring driver).

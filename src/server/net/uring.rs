@@ -19,12 +19,18 @@
 //!   each CQE to its connection or listener and wakes the task waiting on it.
 //!   With TASKRUN_FLAG the kernel marks the ring when completions are
 //!   pending, so an idle pass costs no syscall at all.
-//! * **Parking.** After `spin` of idle passes the driver parks: it awaits a
-//!   read of an eventfd registered with the ring, through glommio's own
-//!   reactor. The kernel signals that eventfd whenever completion work is
-//!   queued on an empty ring, so a parked executor wakes for new data. While
-//!   the driver is parked, a task that queues an SQE (say, a reply finished
-//!   after a cross-shard hop) submits it at once instead of waiting.
+//! * **Blocking.** After `spin` of idle passes, and only when no other task
+//!   ran during its last round (see `net::spawn`), the driver blocks the
+//!   thread in `io_uring_enter` until a completion arrives, another core
+//!   rings this executor's doorbell (`shard::Doorbell`, whose eventfd has a
+//!   READ armed in this ring), or `IDLE_WAIT` passes. glommio itself
+//!   therefore never parks: its park costs a membarrier IPI, a timer re-arm
+//!   and an eventfd read delivered as task work, which dominated the
+//!   profile at two threads.
+//! * **Timers.** glommio looks at its timers only between task-queue runs,
+//!   which a driver that never parks makes rare, so `sleep` is a TIMEOUT
+//!   in this ring: the kernel keeps the time and its completion wakes the
+//!   sleeper, blocked driver included.
 //!
 //! # Buffers
 //!
@@ -40,13 +46,15 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use crate::shard::Doorbell;
 
 const RING_ENTRIES: u32 = 4096;
 const RECV_BUF: usize = 16 * 1024;
@@ -59,6 +67,13 @@ const OP_ACCEPT: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_SEND: u64 = 3;
 const OP_CANCEL: u64 = 4;
+const OP_DOORBELL: u64 = 5;
+const OP_TIMER: u64 = 6;
+const OP_TIMER_REMOVE: u64 = 7;
+
+/// The longest the driver blocks at a time, so that glommio still gets a
+/// look at its own reactor now and then.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 
 fn user_data(slot: usize, op: u64) -> u64 {
     ((slot as u64) << 4) | op
@@ -108,9 +123,19 @@ struct ListenState {
     waker: Option<Waker>,
 }
 
+struct TimerState {
+    /// Read by the kernel when the TIMEOUT is submitted.
+    _when: Box<types::Timespec>,
+    fired: bool,
+    waker: Option<Waker>,
+    /// The `Sleep` is gone: free the slot when the TIMEOUT completes.
+    dropped: bool,
+}
+
 enum Slot {
     Conn(Box<ConnState>),
     Listener(ListenState),
+    Timer(TimerState),
 }
 
 #[derive(Default)]
@@ -146,14 +171,28 @@ impl Slots {
             _ => None,
         }
     }
+
+    fn timer(&mut self, i: usize) -> Option<&mut TimerState> {
+        match self.entries.get_mut(i) {
+            Some(Some(Slot::Timer(t))) => Some(t),
+            _ => None,
+        }
+    }
+
+    fn free(&mut self, i: usize) {
+        self.entries[i] = None;
+        self.free.push(i);
+    }
 }
 
 struct Reactor {
     ring: RefCell<IoUring>,
     slots: RefCell<Slots>,
-    eventfd: RawFd,
-    parked: Cell<bool>,
+    doorbell: &'static Doorbell,
+    /// Where the doorbell's READ lands; only the kernel writes it.
+    doorbell_buf: Box<Cell<u64>>,
     completions: RefCell<Vec<(u64, i32, u32)>>,
+    woken: RefCell<Vec<Waker>>,
 }
 
 impl Reactor {
@@ -165,19 +204,16 @@ impl Reactor {
             .setup_submit_all()
             .setup_cqsize(RING_ENTRIES * 4)
             .build(RING_ENTRIES)?;
-        // SAFETY: plain syscall; the result is checked.
-        let eventfd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if eventfd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        ring.submitter().register_eventfd(eventfd)?;
-        Ok(Reactor {
+        let reactor = Reactor {
             ring: RefCell::new(ring),
             slots: RefCell::new(Slots::default()),
-            eventfd,
-            parked: Cell::new(false),
+            doorbell: Doorbell::install()?,
+            doorbell_buf: Box::new(Cell::new(0)),
             completions: RefCell::new(Vec::with_capacity(256)),
-        })
+            woken: RefCell::new(Vec::new()),
+        };
+        reactor.arm_doorbell();
+        Ok(reactor)
     }
 
     /// Submits queued SQEs and runs deferred completion work.
@@ -201,9 +237,6 @@ impl Reactor {
             }
             Self::enter(&mut ring);
         }
-        if self.parked.get() {
-            Self::enter(&mut ring);
-        }
     }
 
     /// One pass: submit, run completions, dispatch them. Returns how many
@@ -221,11 +254,36 @@ impl Reactor {
             }
             done.extend(ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
         }
-        let n = done.len();
+        let mut n = done.len();
         for (ud, res, flags) in done.drain(..) {
             self.complete(ud, res, flags);
         }
+        let mut woken = self.woken.borrow_mut();
+        self.doorbell.take_wakes(&mut woken);
+        n += woken.len();
+        woken.drain(..).for_each(|w| w.wake());
         n
+    }
+
+    /// Blocks the thread until a completion, a doorbell or `timeout`.
+    fn block(&self, timeout: Duration) {
+        if !self.doorbell.prepare_to_block() {
+            return;
+        }
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        // ETIME on timeout, EINTR on a signal: both just end the wait.
+        let _ = self.ring.borrow_mut().submitter().submit_with_args(1, &args);
+        self.doorbell.unblocked();
+    }
+
+    fn arm_doorbell(&self) {
+        let sqe = opcode::Read::new(types::Fd(self.doorbell.eventfd()), self.doorbell_buf.as_ptr().cast(), 8)
+            .build()
+            .user_data(user_data(0, OP_DOORBELL));
+        // SAFETY: the buffer is boxed in the reactor, which lives as long as
+        // the thread; only the kernel writes it.
+        unsafe { self.push(sqe) };
     }
 
     fn complete(&self, ud: u64, res: i32, flags: u32) {
@@ -293,6 +351,21 @@ impl Reactor {
                 }
                 self.maybe_close(&mut slots, slot);
             }
+            OP_TIMER => {
+                let Some(t) = slots.timer(slot) else { return };
+                if t.dropped {
+                    slots.free(slot);
+                } else {
+                    t.fired = true;
+                    if let Some(w) = t.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            OP_DOORBELL => {
+                drop(slots);
+                self.arm_doorbell();
+            }
             OP_CANCEL => {
                 if let Some(c) = slots.conn(slot) {
                     c.cancel_inflight = false;
@@ -344,36 +417,85 @@ impl Reactor {
         }
         // SAFETY: the descriptor is ours and no operation uses it any more.
         unsafe { libc::close(c.fd) };
-        slots.entries[slot] = None;
-        slots.free.push(slot);
+        slots.free(slot);
     }
 }
 
-/// Runs passes while there is work, spins for `spin` when idle, then parks
-/// on the ring's eventfd until the kernel has completions for us.
+/// Runs passes while there is work; when idle for `spin` and alone on the
+/// executor, blocks in the ring (see the module page).
 async fn drive(reactor: Rc<Reactor>, spin: Duration) {
-    // SAFETY: `dup` gives the file its own descriptor, closed with it.
-    let waiter = unsafe { glommio::io::BufferedFile::from_raw_fd(libc::dup(reactor.eventfd)) };
-    let mut idle_since: Option<Instant> = None;
+    let spin_ticks = crate::clock::us_to_ticks(spin.as_micros() as u64);
+    let mut idle_since: Option<u64> = None;
+    let mut polls = super::task_polls();
     loop {
-        if reactor.pass() > 0 {
+        let work = reactor.pass();
+        let others_ran = super::task_polls() != polls;
+        if work > 0 || others_ran {
             idle_since = None;
-            futures_lite::future::yield_now().await;
-            continue;
+        } else {
+            let since = *idle_since.get_or_insert_with(crate::clock::ticks);
+            if crate::clock::ticks().wrapping_sub(since) >= spin_ticks {
+                reactor.block(IDLE_WAIT);
+                idle_since = None;
+            }
         }
-        let since = *idle_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < spin {
-            futures_lite::future::yield_now().await;
-            continue;
+        polls = super::task_polls();
+        futures_lite::future::yield_now().await;
+    }
+}
+
+/// Completes after `duration`, timed by a TIMEOUT in this executor's ring.
+pub fn sleep(duration: Duration) -> io::Result<Sleep> {
+    let reactor = reactor()?;
+    let when = Box::new(types::Timespec::from(duration));
+    let ptr: *const types::Timespec = &*when;
+    let slot = reactor.slots.borrow_mut().insert(Slot::Timer(TimerState {
+        _when: when,
+        fired: false,
+        waker: None,
+        dropped: false,
+    }));
+    let sqe = opcode::Timeout::new(ptr).build().user_data(user_data(slot, OP_TIMER));
+    // SAFETY: the timespec is boxed in the slot, which is freed only after
+    // the TIMEOUT completes.
+    unsafe { reactor.push(sqe) };
+    Ok(Sleep { reactor, slot })
+}
+
+pub struct Sleep {
+    reactor: Rc<Reactor>,
+    slot: usize,
+}
+
+impl std::future::Future for Sleep {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let mut slots = self.reactor.slots.borrow_mut();
+        let t = slots.timer(self.slot).expect("timer slot");
+        if t.fired {
+            return Poll::Ready(());
         }
-        reactor.parked.set(true);
-        if reactor.pass() == 0 {
-            // Completes when the kernel signals the eventfd; the read also
-            // resets its counter.
-            let _ = waiter.read_at(0, 8).await;
+        t.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        let mut slots = self.reactor.slots.borrow_mut();
+        let t = slots.timer(self.slot).expect("timer slot");
+        if t.fired {
+            slots.free(self.slot);
+            return;
         }
-        reactor.parked.set(false);
-        idle_since = None;
+        t.dropped = true;
+        t.waker = None;
+        let sqe = opcode::TimeoutRemove::new(user_data(self.slot, OP_TIMER))
+            .build()
+            .user_data(user_data(self.slot, OP_TIMER_REMOVE));
+        // SAFETY: a timeout removal names no buffer.
+        unsafe { self.reactor.push(sqe) };
     }
 }
 
