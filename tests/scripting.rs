@@ -387,6 +387,99 @@ fn a_global_script_is_never_seen_half_done() {
 }
 
 #[test]
+fn concurrent_global_scripts_from_both_cores_stay_atomic() {
+    // Writers on many connections (spread over both cores) make each core
+    // share its barrier among several scripts, and the cores take turns.
+    let server = common::mayfly();
+    let (a, b) = common::keys_on_two_shards("pair");
+    let script = format!(
+        "--!df flags=allow-undeclared-keys\n\
+         redis.call('incr', '{a}')\n\
+         return redis.call('decr', '{b}')"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let client = server.client();
+        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+        thread::spawn(move || {
+            let mut c = client.get_connection().unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let (x, y): (Option<i64>, Option<i64>) = c.mget(&[&a, &b]).unwrap();
+                assert_eq!(x.unwrap_or(0) + y.unwrap_or(0), 0, "saw a torn state: {x:?} {y:?}");
+            }
+        })
+    };
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let client = server.client();
+            let script = script.clone();
+            thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                for _ in 0..300 {
+                    let _: i64 = cmd("EVAL").arg(&script).arg(0).query(&mut c).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+    let mut c = server.conn();
+    let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
+    assert_eq!((x, y), (2400, -2400));
+}
+
+#[test]
+fn non_atomic_scripts_finish_beside_cross_shard_transactions() {
+    // A call that waits for a key locked by a transaction whose coordinator
+    // runs on the script's own core must not block that core for good.
+    let server = common::mayfly();
+    let (a, b) = common::keys_on_two_shards("loose");
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = server.client();
+            let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let _: (Option<i64>, Option<i64>) = c.mget(&[&a, &b]).unwrap();
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = ["disable-atomicity,allow-undeclared-keys", "disable-atomicity"]
+        .into_iter()
+        .flat_map(|flags| std::iter::repeat_n(flags, 4))
+        .map(|flags| {
+            let client = server.client();
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let script =
+                    format!("--!df flags={flags}\nredis.call('incr', KEYS[1])\nreturn redis.call('decr', KEYS[2])");
+                for _ in 0..200 {
+                    let _: i64 = cmd("EVAL").arg(&script).arg(2).arg(&a).arg(&b).query(&mut c).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let mut c = server.conn();
+    let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
+    assert_eq!((x, y), (1600, -1600));
+}
+
+#[test]
 fn eval_inside_multi_runs_in_the_transaction() {
     let server = common::mayfly();
     let mut c = server.conn();

@@ -361,7 +361,8 @@ fn randomkey(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
         if total == 0 {
             return Reply::Nil;
         }
-        let mut pick = (core.shard.borrow_mut().random() % total as u64) as usize;
+        let random = session.run_on(core.id, |sh| sh.random()).await;
+        let mut pick = (random % total as u64) as usize;
         for (shard, size) in sizes.into_iter().enumerate() {
             if pick < size {
                 return session

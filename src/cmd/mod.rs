@@ -343,9 +343,11 @@ async fn run_key_op(session: &Session, spec: &CommandSpec, op: KeyOp, args: Vec<
     let key = &args[spec.first_key as usize];
     let shard = core.shard_of(key);
     let db = session.db;
-    if shard == core.id {
+    // The inline path; an atomic session goes through `run_keyed`, which
+    // may reach this shard through a barrier's loan instead.
+    if shard == core.id && !session.atomic {
         let mut sh = core.shard.borrow_mut();
-        if session.atomic || sh.locks.is_idle() {
+        if sh.locks.is_idle() {
             let reply = op(&mut OpCtx::new(&mut sh, db), &args);
             if spec.is_write() {
                 sh.touch_watched(db, key);

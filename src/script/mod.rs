@@ -13,11 +13,19 @@
 //! * **Global** (`allow-undeclared-keys`): a global transaction. The
 //!   connection's core takes `Access::Global` on every shard in ascending
 //!   order: each shard first finishes the work ahead of it in its queue,
-//!   then pauses. The script runs and may touch any key of any database;
-//!   then every shard resumes. Other connections stay connected and their
-//!   commands wait in the shards' queues; none fails.
-//! * **NonAtomic** (`disable-atomicity`): no locks; each call is an ordinary
-//!   command.
+//!   then pauses. The other cores then lend it their shards
+//!   (`shard::barrier`), so the script, which may touch any key of any
+//!   database, reaches every shard directly with no message per call;
+//!   then every shard resumes. Global scripts of one core share one
+//!   barrier. Other connections stay connected and their commands wait in
+//!   the shards' queues; none fails.
+//! * **NonAtomic** (`disable-atomicity`): Dragonfly lets each call stand
+//!   alone. Mayfly runs such a script as if the flag were absent (behind
+//!   the barrier when it may touch undeclared keys, else with its keys
+//!   locked), which is stronger than asked. A call that waited for a lock
+//!   would have to block this core from inside a Lua callback (PUC Lua 5.1
+//!   cannot yield there), and the lock's holder may be a transaction this
+//!   very core coordinates: a deadlock.
 //!
 //! In the atomic modes, the script's calls run in a session in atomic mode
 //! (`cmd::access`): a call to a key on this core runs inline; a call to
@@ -60,8 +68,7 @@ use crate::db::parse_i64;
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
-use crate::shard::locks::Access;
-use crate::shard::tx;
+use crate::shard::{barrier, tx};
 use flags::Flags;
 use mode::Mode;
 use store::{Script, store};
@@ -123,22 +130,26 @@ pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_on
         // Inside EXEC, which already holds what the script needs.
         return run.here(session, true);
     }
+    let undeclared = flags.contains(Flags::ALLOW_UNDECLARED_KEYS);
     match mode {
-        Mode::Global => {
-            let all = (0..core.nshards()).map(|s| (s, Access::Global)).collect();
-            let held = tx::lock(core, all).await;
-            let reply = run.here(session, true);
-            drop(held);
-            reply
-        }
-        Mode::OneShard(_) | Mode::LockAhead => {
-            let held = tx::lock_keys(core, session.db, !read_only, &keys).await;
-            let reply = run.here(session, true);
-            drop(held);
-            reply
-        }
-        Mode::NonAtomic => run.here(session, false),
+        Mode::Global => global(&run, session).await,
+        Mode::OneShard(_) | Mode::LockAhead => lock_ahead(&run, session, &keys).await,
+        // Stronger than asked, on purpose: see the module page.
+        Mode::NonAtomic if undeclared => global(&run, session).await,
+        Mode::NonAtomic => lock_ahead(&run, session, &keys).await,
     }
+}
+
+async fn global(run: &Run<'_>, session: &Session) -> Reply {
+    let ticket = barrier::enter(session.core()).await;
+    ticket.run(|| run.here(session, true))
+}
+
+async fn lock_ahead(run: &Run<'_>, session: &Session, keys: &[Bytes]) -> Reply {
+    let held = tx::lock_keys(session.core(), session.db, !run.read_only, keys).await;
+    let reply = run.here(session, true);
+    drop(held);
+    reply
 }
 
 /// One script call, ready to run.

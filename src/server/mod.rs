@@ -159,6 +159,8 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
             id,
             shard: RefCell::new(Shard::new(id, nshards, shared.config.dbnum as usize)),
             mesh,
+            lent: RefCell::new(None),
+            gate: Default::default(),
         },
         shared: shared.clone(),
         clients: Default::default(),

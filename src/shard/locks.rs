@@ -39,7 +39,7 @@ struct KeyLock {
 struct Waiting {
     access: Access,
     hold: bool,
-    job: Box<dyn FnOnce(&mut Shard)>,
+    job: super::Job,
 }
 
 #[derive(Default)]
@@ -148,7 +148,7 @@ pub fn can_run_now(shard: &Shard, access: &Access) -> bool {
 
 /// Runs `job` now if `access` is free, else queues it. With `hold`, the
 /// locks are taken first and kept until `release`.
-pub fn submit(shard: &mut Shard, access: Access, hold: bool, job: Box<dyn FnOnce(&mut Shard)>) {
+pub fn submit(shard: &mut Shard, access: Access, hold: bool, job: super::Job) {
     if can_run_now(shard, &access) {
         if hold {
             shard.locks.acquire(&access);
@@ -177,8 +177,7 @@ fn pump(shard: &mut Shard) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
 
     fn keys(write: bool, names: &[&str]) -> Access {
         Access::Keys {
@@ -188,39 +187,41 @@ mod tests {
         }
     }
 
-    fn log_job(log: &Rc<RefCell<Vec<&'static str>>>, name: &'static str) -> Box<dyn FnOnce(&mut Shard)> {
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    fn log_job(log: &Log, name: &'static str) -> crate::shard::Job {
         let log = log.clone();
-        Box::new(move |_| log.borrow_mut().push(name))
+        Box::new(move |_| log.lock().unwrap().push(name))
     }
 
     #[test]
     fn writes_wait_for_held_locks_and_run_in_order() {
         let mut shard = Shard::new(0, 1, 16);
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let log: Log = Default::default();
         submit(&mut shard, keys(true, &["a", "b"]), true, log_job(&log, "tx"));
         submit(&mut shard, keys(true, &["a"]), false, log_job(&log, "w1"));
         submit(&mut shard, keys(false, &["c"]), false, log_job(&log, "other"));
         submit(&mut shard, keys(false, &["a"]), false, log_job(&log, "r1"));
-        assert_eq!(*log.borrow(), vec!["tx", "other"]);
+        assert_eq!(*log.lock().unwrap(), vec!["tx", "other"]);
         release(&mut shard, &keys(true, &["a", "b"]));
-        assert_eq!(*log.borrow(), vec!["tx", "other", "w1", "r1"]);
+        assert_eq!(*log.lock().unwrap(), vec!["tx", "other", "w1", "r1"]);
         assert!(shard.locks.is_idle());
     }
 
     #[test]
     fn readers_share_and_global_waits_for_all() {
         let mut shard = Shard::new(0, 1, 16);
-        let log = Rc::new(RefCell::new(Vec::new()));
+        let log: Log = Default::default();
         submit(&mut shard, keys(false, &["a"]), true, log_job(&log, "r1"));
         submit(&mut shard, keys(false, &["a"]), true, log_job(&log, "r2"));
         submit(&mut shard, Access::Global, true, log_job(&log, "global"));
         submit(&mut shard, keys(false, &["z"]), false, log_job(&log, "after"));
-        assert_eq!(*log.borrow(), vec!["r1", "r2"]);
+        assert_eq!(*log.lock().unwrap(), vec!["r1", "r2"]);
         release(&mut shard, &keys(false, &["a"]));
-        assert_eq!(log.borrow().len(), 2);
+        assert_eq!(log.lock().unwrap().len(), 2);
         release(&mut shard, &keys(false, &["a"]));
-        assert_eq!(*log.borrow(), vec!["r1", "r2", "global"]);
+        assert_eq!(*log.lock().unwrap(), vec!["r1", "r2", "global"]);
         release(&mut shard, &Access::Global);
-        assert_eq!(*log.borrow(), vec!["r1", "r2", "global", "after"]);
+        assert_eq!(*log.lock().unwrap(), vec!["r1", "r2", "global", "after"]);
     }
 }

@@ -10,6 +10,7 @@
 //! at once when the shard's lock table is idle, and otherwise waits its turn
 //! behind locks that multi-shard operations hold (`locks.rs`, `tx.rs`).
 
+pub mod barrier;
 mod channel;
 pub mod locks;
 pub mod tx;
@@ -180,6 +181,11 @@ pub struct Core {
     pub id: usize,
     pub shard: RefCell<Shard>,
     pub mesh: Arc<Vec<Inbox>>,
+    /// Every shard, while a script behind this core's global barrier runs
+    /// (`barrier::Ticket::run`); `call_sync` then reaches them directly.
+    pub lent: RefCell<Option<Vec<barrier::ShardPtr>>>,
+    /// This core's share of the global barrier.
+    pub gate: barrier::Gate,
 }
 
 impl Core {
@@ -247,12 +253,19 @@ impl Core {
     /// Only for a caller that already holds what it needs (the locks of an
     /// EXEC or a script, or the global barrier), and cannot yield (a Lua
     /// callback). While it waits, this core keeps running work sent to its
-    /// own shard, so two cores waiting on each other cannot deadlock.
+    /// own shard, so two cores waiting on each other cannot deadlock. Under
+    /// a global barrier every shard is in hand and nothing waits.
     pub fn call_sync<R, F>(&self, shard: usize, f: F) -> R
     where
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
+        if let Some(ptr) = self.lent.borrow().as_ref().map(|shards| shards[shard]) {
+            // SAFETY: while `lent` is set, this core's barrier holds every
+            // shard exclusively (see `barrier.rs`), and this synchronous
+            // call is the only code touching it.
+            return f(unsafe { ptr.get() });
+        }
         if shard == self.id {
             return f(&mut self.shard.borrow_mut());
         }

@@ -23,8 +23,8 @@
 //! * **Reads and writes.** Reads take shared locks and writes exclusive ones;
 //!   a single-key command waits only when its key is locked against it.
 //! * **Global.** `Access::Global` locks a whole shard; taking it on every
-//!   shard in order is the barrier behind FLUSHALL (and later scripts that
-//!   touch undeclared keys).
+//!   shard in order is the barrier behind FLUSHALL, and the first step of
+//!   a global script's barrier (`barrier.rs`).
 //!
 //! Cost for two shards, coordinator on one of them: two hops.
 
@@ -111,7 +111,7 @@ where
 }
 
 /// Takes `access` on `shard` and keeps it; resolves once granted.
-async fn hold(core: &Core, shard: usize, access: Access) {
+pub(super) async fn hold(core: &Core, shard: usize, access: Access) {
     let (tx, rx) = oneshot::<()>();
     let job = move |sh: &mut Shard| locks::submit(sh, access, true, Box::new(move |_| tx.send(())));
     if shard == core.id {
