@@ -480,6 +480,63 @@ fn non_atomic_scripts_finish_beside_cross_shard_transactions() {
 }
 
 #[test]
+fn one_shard_scripts_run_atomically_on_either_shard() {
+    // Keys sharing a hash tag live on one shard: the script runs on that
+    // shard's core. Tags on both shards, callers on both cores.
+    let server = common::mayfly();
+    let (t0, t1) = common::keys_on_two_shards("tag");
+    let script = "local v = redis.call('incr', KEYS[1])\n\
+                  redis.call('set', KEYS[2], v)\n\
+                  return {v, redis.call('dbsize') > 0 and 1 or 0}";
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for tag in [&t0, &t1] {
+        let (a, b) = (format!("{{{tag}}}a"), format!("{{{tag}}}b"));
+        let client = server.client();
+        let (ra, rb, stop) = (a.clone(), b.clone(), stop.clone());
+        threads.push(thread::spawn(move || {
+            let mut c = client.get_connection().unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                let (x, y): (Option<i64>, Option<i64>) = c.mget(&[&ra, &rb]).unwrap();
+                assert_eq!(x, y, "saw a torn state");
+            }
+        }));
+        for _ in 0..4 {
+            let client = server.client();
+            let (a, b) = (a.clone(), b.clone());
+            threads.push(thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                for _ in 0..250 {
+                    let r: (i64, i64) = cmd("EVAL").arg(script).arg(2).arg(&a).arg(&b).query(&mut c).unwrap();
+                    assert!(r.0 >= 1 && r.1 == 1, "{r:?}");
+                }
+            }));
+        }
+    }
+    let readers: Vec<_> = [0, 5].into_iter().map(|i| threads.remove(i - i / 5)).collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let mut c = server.conn();
+    for tag in [&t0, &t1] {
+        let n: i64 = c.get(format!("{{{tag}}}a")).unwrap();
+        assert_eq!(n, 1000);
+    }
+    // An undeclared key still fails in this mode.
+    let err = cmd("EVAL")
+        .arg("return redis.call('get', 'elsewhere')")
+        .arg(1)
+        .arg(format!("{{{t0}}}a"))
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert!(err.detail().unwrap().contains("undeclared key"), "{err}");
+}
+
+#[test]
 fn eval_inside_multi_runs_in_the_transaction() {
     let server = common::mayfly();
     let mut c = server.conn();

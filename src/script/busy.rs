@@ -43,6 +43,12 @@ pub fn is_busy() -> bool {
     OVERDUE.load(Ordering::Relaxed) > 0
 }
 
+/// Whether a script is running on this core (one may be waiting inside a
+/// synchronous call, serving work that other cores sent).
+pub fn running_here() -> bool {
+    STARTED.with(|s| s.get().is_some())
+}
+
 pub fn script_started(_sha: &str) {
     RUNNING.fetch_add(1, Ordering::SeqCst);
     STARTED.with(|s| s.set(Some(Instant::now())));

@@ -5,11 +5,15 @@
 //! `mode::decide` maps a script's flags and the shards of its declared keys
 //! to one of four modes:
 //!
-//! * **OneShard / LockAhead** (the default): the script declares its keys.
-//!   They are locked on their shards, in ascending shard order, for the
-//!   whole run (`shard::tx`), so the script is atomic. Every `redis.call`
-//!   must touch only declared keys, or it fails with `script tried
-//!   accessing undeclared key`.
+//! * **OneShard** (the default, when every declared key lives on one
+//!   shard): the whole script runs on that shard's core, in one job, once
+//!   no lock covers its keys (`on_owner`). Nothing else runs there
+//!   meanwhile, and its calls reach the shard with no hops.
+//! * **LockAhead** (the default otherwise): the declared keys are locked on
+//!   their shards, in ascending shard order, for the whole run
+//!   (`shard::tx`), so the script is atomic.
+//! * In both, every `redis.call` must touch only declared keys, or it fails
+//!   with `script tried accessing undeclared key`.
 //! * **Global** (`allow-undeclared-keys`): a global transaction. The
 //!   connection's core takes `Access::Global` on every shard in ascending
 //!   order: each shard first finishes the work ahead of it in its queue,
@@ -62,13 +66,18 @@ pub mod mode;
 pub mod store;
 mod vm;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::db::parse_i64;
 use crate::error;
-use crate::resp::Reply;
-use crate::server::Session;
-use crate::shard::{barrier, tx};
+use crate::resp::{Protocol, Reply};
+use crate::server::{ClientInfo, Node, Session};
+use crate::shard::locks::{self, Access};
+use crate::shard::{ReplyTx, Shard, barrier, oneshot, tx};
 use flags::Flags;
 use mode::Mode;
 use store::{Script, store};
@@ -115,14 +124,13 @@ pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_on
     let argv = args[3 + numkeys..].to_vec();
     let flags = store().effective_flags(&script);
     let read_only = read_only || flags.contains(Flags::NO_WRITES);
-    let node = session.node.clone();
-    let core = &node.core;
+    let core = session.core();
     let key_shards: Vec<usize> = keys.iter().map(|k| core.shard_of(k)).collect();
     let mode = mode::decide(flags, &key_shards);
     let run = Run {
-        script: &script,
-        keys: &keys,
-        argv: &argv,
+        script,
+        keys,
+        argv,
         flags,
         read_only,
     };
@@ -132,48 +140,131 @@ pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_on
     }
     let undeclared = flags.contains(Flags::ALLOW_UNDECLARED_KEYS);
     match mode {
+        // With one shard, every key is on it: the barrier is that shard.
+        Mode::Global if core.nshards() == 1 => on_owner(run, session, 0).await,
         Mode::Global => global(&run, session).await,
-        Mode::OneShard(_) | Mode::LockAhead => lock_ahead(&run, session, &keys).await,
+        Mode::OneShard(shard) => on_owner(run, session, shard).await,
+        Mode::LockAhead => lock_ahead(&run, session).await,
         // Stronger than asked, on purpose: see the module page.
         Mode::NonAtomic if undeclared => global(&run, session).await,
-        Mode::NonAtomic => lock_ahead(&run, session, &keys).await,
+        Mode::NonAtomic => lock_ahead(&run, session).await,
     }
 }
 
-async fn global(run: &Run<'_>, session: &Session) -> Reply {
+async fn global(run: &Run, session: &Session) -> Reply {
     let ticket = barrier::enter(session.core()).await;
     ticket.run(|| run.here(session, true))
 }
 
-async fn lock_ahead(run: &Run<'_>, session: &Session, keys: &[Bytes]) -> Reply {
-    let held = tx::lock_keys(session.core(), session.db, !run.read_only, keys).await;
+async fn lock_ahead(run: &Run, session: &Session) -> Reply {
+    let held = tx::lock_keys(session.core(), session.db, !run.read_only, &run.keys).await;
     let reply = run.here(session, true);
     drop(held);
     reply
 }
 
+/// The fast path: every declared key lives on `shard`, so the whole script
+/// runs on that shard's core, in one job, as soon as its keys are free.
+/// Nothing else runs on that core meanwhile, so it needs no locks, and its
+/// calls reach the shard with no hops.
+async fn on_owner(run: Run, session: &Session, shard: usize) -> Reply {
+    let (reply, rx) = oneshot();
+    let job = OwnerJob {
+        caller: Caller {
+            id: session.id,
+            db: session.db,
+            proto: session.proto,
+        },
+        run,
+        reply,
+    };
+    let core = session.core();
+    if shard == core.id {
+        job.submit(&mut core.shard.borrow_mut());
+    } else {
+        core.mesh[shard].send(Box::new(move |sh| job.submit(sh)));
+    }
+    rx.await.expect("a shard dropped a script")
+}
+
+/// A script sent to the core owning its keys.
+struct OwnerJob {
+    caller: Caller,
+    run: Run,
+    reply: ReplyTx<Reply>,
+}
+
+impl OwnerJob {
+    /// Runs now if no lock covers the keys, else once they are free.
+    fn submit(self, shard: &mut Shard) {
+        if shard.locks.is_idle() {
+            return self.run_now(shard);
+        }
+        let access = Access::Keys {
+            db: self.caller.db,
+            keys: self.run.keys.clone(),
+            write: !self.run.read_only,
+        };
+        locks::submit(shard, access, false, Box::new(move |sh| self.run_now(sh)));
+    }
+
+    fn run_now(self, shard: &mut Shard) {
+        let node = crate::server::local_node();
+        if busy::running_here() {
+            // This core is inside another script, waiting in a synchronous
+            // call and serving sent work meanwhile; the Lua VM is taken.
+            // Go to the back of the inbox (and, then, of the lock queue).
+            node.core.mesh[node.core.id].send(Box::new(move |sh| self.submit(sh)));
+            return;
+        }
+        let info = Rc::new(RefCell::new(ClientInfo::new(self.caller.id, -1, None, None)));
+        let reply = node
+            .core
+            .with_own_shard(shard, || self.run.in_session(node.clone(), info, self.caller, true));
+        self.reply.send(reply);
+    }
+}
+
+/// What a script's session takes from its caller's.
+#[derive(Clone, Copy)]
+struct Caller {
+    id: u64,
+    db: u16,
+    proto: Protocol,
+}
+
 /// One script call, ready to run.
-struct Run<'a> {
-    script: &'a Script,
-    keys: &'a [Bytes],
-    argv: &'a [Bytes],
+struct Run {
+    script: Arc<Script>,
+    keys: Vec<Bytes>,
+    argv: Vec<Bytes>,
     flags: Flags,
     read_only: bool,
 }
 
-impl Run<'_> {
-    /// Runs on this core, with `atomic` telling whether locks are held.
+impl Run {
+    /// Runs on this core in the caller's session, with `atomic` telling
+    /// whether locks are held.
     fn here(&self, session: &Session, atomic: bool) -> Reply {
-        let mut script_session = Session::new(session.node.clone(), session.info.clone());
-        script_session.db = session.db;
-        script_session.proto = session.proto;
+        let caller = Caller {
+            id: session.id,
+            db: session.db,
+            proto: session.proto,
+        };
+        self.in_session(session.node.clone(), session.info.clone(), caller, atomic)
+    }
+
+    fn in_session(&self, node: Rc<Node>, info: Rc<RefCell<ClientInfo>>, caller: Caller, atomic: bool) -> Reply {
+        let mut script_session = Session::new(node, info);
+        script_session.db = caller.db;
+        script_session.proto = caller.proto;
         script_session.authed = true;
         script_session.atomic = atomic;
         script_session.in_script = true;
         let declared = if self.flags.contains(Flags::ALLOW_UNDECLARED_KEYS) {
             None
         } else {
-            Some(self.keys.to_vec())
+            Some(self.keys.clone())
         };
         let ctx = vm::CallCtx {
             session: script_session,
@@ -183,7 +274,7 @@ impl Run<'_> {
             last_error: None,
             wrote: false,
         };
-        let (reply, _) = vm::vm().run(self.script, self.keys, self.argv, ctx);
+        let (reply, _) = vm::vm().run(&self.script, &self.keys, &self.argv, ctx);
         if busy::was_killed() {
             return Reply::Error(busy::KILLED_ERROR);
         }

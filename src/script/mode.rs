@@ -3,7 +3,7 @@
 //! | atomic | undeclared keys | mode |
 //! |---|---|---|
 //! | yes | yes | `Global`: every shard pauses at a barrier |
-//! | yes | no, keys on one shard | `OneShard`: lock them; run on that shard's core, no hops |
+//! | yes | no, keys on one shard | `OneShard`: run on that shard's core once they are free, no hops |
 //! | yes | no, keys on several shards | `LockAhead`: lock the declared keys, hop per call |
 //! | no | either | `NonAtomic`: each call stands alone |
 

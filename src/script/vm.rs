@@ -422,9 +422,7 @@ fn run_sync<F: Future>(core: &crate::shard::Core, fut: F) -> F::Output {
         if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
             return v;
         }
-        if let Some(job) = core.mesh[core.id].try_take() {
-            job(&mut core.shard.borrow_mut());
-        } else {
+        if !core.run_one_sent_job() {
             std::hint::spin_loop();
         }
     }

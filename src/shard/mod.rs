@@ -181,9 +181,11 @@ pub struct Core {
     pub id: usize,
     pub shard: RefCell<Shard>,
     pub mesh: Arc<Vec<Inbox>>,
-    /// Every shard, while a script behind this core's global barrier runs
-    /// (`barrier::Ticket::run`); `call_sync` then reaches them directly.
-    pub lent: RefCell<Option<Vec<barrier::ShardPtr>>>,
+    /// Shards in hand while a script runs: every shard behind this core's
+    /// global barrier (`barrier::Ticket::run`), or just this core's own for
+    /// a script on its keys (`Core::with_own_shard`). `call_sync` reaches
+    /// them directly.
+    pub lent: RefCell<Option<Vec<Option<barrier::ShardPtr>>>>,
     /// This core's share of the global barrier.
     pub gate: barrier::Gate,
 }
@@ -260,10 +262,9 @@ impl Core {
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
-        if let Some(ptr) = self.lent.borrow().as_ref().map(|shards| shards[shard]) {
-            // SAFETY: while `lent` is set, this core's barrier holds every
-            // shard exclusively (see `barrier.rs`), and this synchronous
-            // call is the only code touching it.
+        if let Some(ptr) = self.lent_shard(shard) {
+            // SAFETY: a lent shard is held exclusively by the script running
+            // now (see `lent`), and this synchronous call is part of it.
             return f(unsafe { ptr.get() });
         }
         if shard == self.id {
@@ -271,16 +272,45 @@ impl Core {
         }
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
-        let own = &self.mesh[self.id];
         loop {
             if let Some(v) = rx.try_take() {
                 return v.expect("a shard dropped a reply");
             }
-            match own.try_take() {
-                Some(job) => job(&mut self.shard.borrow_mut()),
-                None => std::hint::spin_loop(),
+            if !self.run_one_sent_job() {
+                std::hint::spin_loop();
             }
         }
+    }
+
+    /// Runs one job other cores sent to this core's shard, if any, from
+    /// inside a synchronous wait. False when there was none.
+    pub fn run_one_sent_job(&self) -> bool {
+        let Some(job) = self.mesh[self.id].try_take() else {
+            return false;
+        };
+        match self.lent_shard(self.id) {
+            // SAFETY: the shard is lent to the script waiting here, and the
+            // job runs inside that same wait.
+            Some(ptr) => job(unsafe { ptr.get() }),
+            None => job(&mut self.shard.borrow_mut()),
+        }
+        true
+    }
+
+    fn lent_shard(&self, shard: usize) -> Option<barrier::ShardPtr> {
+        self.lent.borrow().as_ref().and_then(|shards| shards[shard])
+    }
+
+    /// Runs `f` with this core's shard, which the caller holds as `shard`,
+    /// in hand: `call_sync` reaches it through `shard` instead of borrowing
+    /// it again. For a script running inside a job on its keys' shard.
+    pub fn with_own_shard<R>(&self, shard: &mut Shard, f: impl FnOnce() -> R) -> R {
+        let mut shards = vec![None; self.nshards()];
+        shards[self.id] = Some(barrier::ShardPtr::new(shard));
+        let saved = self.lent.replace(Some(shards));
+        let result = f();
+        *self.lent.borrow_mut() = saved;
+        result
     }
 
     /// Runs `f` on every shard (not atomically) and collects the results in
