@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::server::Session;
 use crate::shard::tx::{self, Held};
-use crate::shard::{Core, Shard};
+use crate::shard::{Core, ReplyRx, Shard};
 
 impl Session {
     pub fn core(&self) -> &Core {
@@ -25,17 +25,38 @@ impl Session {
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
-        let db = self.db;
-        let touched = if write { keys.to_vec() } else { Vec::new() };
-        let f = move |sh: &mut Shard| {
-            let result = f(sh);
-            touched.iter().for_each(|k| sh.touch_watched(db, k));
-            result
-        };
+        let f = self.touching(keys, write, f);
         if self.atomic {
             return self.core().call_sync(shard, f);
         }
-        self.core().run_keyed(shard, db, keys, write, f).await
+        self.core().run_keyed(shard, self.db, keys, write, f).await
+    }
+
+    /// Sends `f` to another core's shard like `run_keyed`, without waiting
+    /// for the reply (pipelining; not for an atomic session).
+    pub fn send_keyed<R, F>(&self, shard: usize, keys: &[Bytes], write: bool, f: F) -> ReplyRx<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        debug_assert!(!self.atomic);
+        let f = self.touching(keys, write, f);
+        self.core().send_keyed(shard, self.db, keys, write, f)
+    }
+
+    /// `f`, followed by telling WATCHers of `keys` when it writes.
+    fn touching<R, F>(&self, keys: &[Bytes], write: bool, f: F) -> impl FnOnce(&mut Shard) -> R + Send + 'static
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
+        let db = self.db;
+        let touched = if write { keys.to_vec() } else { Vec::new() };
+        move |sh: &mut Shard| {
+            let result = f(sh);
+            touched.iter().for_each(|k| sh.touch_watched(db, k));
+            result
+        }
     }
 
     /// Runs `f` on `shard` without regard to locks (counters, iteration).

@@ -36,7 +36,7 @@ use crate::db::{Db, Value, now_ms};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
-use crate::shard::Shard;
+use crate::shard::{ReplyRx, Shard};
 
 pub use parse::Cursor;
 
@@ -283,21 +283,10 @@ pub fn arity_ok(arity: i32, argc: usize) -> bool {
 
 /// Checks and runs one command for a connection.
 pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
-    let Some(spec) = lookup(&args[0]) else {
-        flag_transaction(session);
-        return error::unknown_command(&args[0], &args[1..]);
+    let spec = match check(session, &args) {
+        Ok(spec) => spec,
+        Err(reply) => return reply,
     };
-    if !arity_ok(spec.arity, args.len()) {
-        flag_transaction(session);
-        return error::wrong_arity(spec.name);
-    }
-    if !session.authed && spec.flags & flags::NO_AUTH == 0 {
-        flag_transaction(session);
-        return Reply::Error(error::NOAUTH);
-    }
-    if crate::script::busy::is_busy() && !scripting::busy_allows(spec.name, &args) {
-        return scripting::busy_reply();
-    }
     if let Some(multi) = session.multi.as_mut()
         && !transaction::runs_inside_multi(spec.name)
     {
@@ -310,8 +299,33 @@ pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
     }
     let started = crate::clock::ticks();
     let reply = execute(session, spec, args).await;
-    let node = session.node.clone();
-    let mut stats = node.stats.borrow_mut();
+    record(session, spec, started, &reply);
+    reply
+}
+
+/// The checks every command passes before it runs or is queued.
+fn check(session: &mut Session, args: &[Bytes]) -> Result<&'static CommandSpec, Reply> {
+    let Some(spec) = lookup(&args[0]) else {
+        flag_transaction(session);
+        return Err(error::unknown_command(&args[0], &args[1..]));
+    };
+    if !arity_ok(spec.arity, args.len()) {
+        flag_transaction(session);
+        return Err(error::wrong_arity(spec.name));
+    }
+    if !session.authed && spec.flags & flags::NO_AUTH == 0 {
+        flag_transaction(session);
+        return Err(Reply::Error(error::NOAUTH));
+    }
+    if crate::script::busy::is_busy() && !scripting::busy_allows(spec.name, args) {
+        return Err(scripting::busy_reply());
+    }
+    Ok(spec)
+}
+
+/// Counts a finished command for INFO commandstats and CLIENT LIST.
+fn record(session: &Session, spec: &'static CommandSpec, started: u64, reply: &Reply) {
+    let mut stats = session.node.stats.borrow_mut();
     stats.commands += 1;
     let stat = stats.per_command.entry(spec.name).or_default();
     stat.calls += 1;
@@ -320,7 +334,54 @@ pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
         stat.failed += 1;
     }
     session.info.borrow_mut().last_command = spec.name;
-    reply
+}
+
+/// A single-key command sent to another core, its reply still to come.
+pub struct Sent {
+    spec: &'static CommandSpec,
+    started: u64,
+    reply: ReplyRx<Reply>,
+}
+
+/// Sends `args` to the core owning its key and returns at once, when it is
+/// a single-key command on another core's shard that would run now (not
+/// queued by MULTI, not in a script or EXEC). Anything else is None: the
+/// caller collects what it sent, then dispatches the command as usual.
+///
+/// Pipelined commands of one connection may so run on several shards at
+/// once, and still in order for every observer: each shard runs the work
+/// sent to it in order, and a core runs the work other cores sent before
+/// any task woken later (see the `server::net` driver), so whoever sees the
+/// effect of a later command of the batch also sees the earlier ones.
+pub fn send_if_remote(session: &mut Session, args: Vec<Bytes>) -> Result<Sent, Vec<Bytes>> {
+    if session.multi.is_some() || session.atomic {
+        return Err(args);
+    }
+    let Some(spec) = lookup(&args[0]) else { return Err(args) };
+    let Exec::Key(op) = spec.exec else { return Err(args) };
+    if check(session, &args).is_err() {
+        return Err(args);
+    }
+    let shard = session.core().shard_of(&args[spec.first_key as usize]);
+    if shard == session.core().id {
+        return Err(args);
+    }
+    let started = crate::clock::ticks();
+    let db = session.db;
+    let key = args[spec.first_key as usize].clone();
+    let reply = session.send_keyed(shard, &[key], spec.is_write(), move |sh| {
+        op(&mut OpCtx::new(sh, db), &args)
+    });
+    Ok(Sent { spec, started, reply })
+}
+
+impl Sent {
+    /// Waits for the reply and counts the command.
+    pub async fn collect(self, session: &Session) -> Reply {
+        let reply = self.reply.await.expect("a shard dropped a reply");
+        record(session, self.spec, self.started, &reply);
+        reply
+    }
 }
 
 /// A command rejected while queuing makes EXEC abort.

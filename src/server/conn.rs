@@ -5,6 +5,7 @@
 //! Redis's error reply and closes this connection only.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 
@@ -88,6 +89,8 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
     let limits = Limits::default();
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    // Single-key commands sent to other cores, replies not yet encoded.
+    let mut sent: VecDeque<cmd::Sent> = VecDeque::new();
     loop {
         if stream.read_into(&mut input).await? == 0 {
             return Ok(());
@@ -99,6 +102,16 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
                     if args.is_empty() {
                         continue;
                     }
+                    // A pipelined batch: commands for other cores' shards
+                    // are all sent before any reply is awaited.
+                    let args = match cmd::send_if_remote(session, args) {
+                        Ok(s) => {
+                            sent.push_back(s);
+                            continue;
+                        }
+                        Err(args) => args,
+                    };
+                    collect(session, &mut sent, &mut out).await;
                     session.info.borrow_mut().busy = true;
                     // A bug must cost one connection, never the whole core.
                     let outcome = AssertUnwindSafe(cmd::dispatch(session, args)).catch_unwind().await;
@@ -121,13 +134,18 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    collect(session, &mut sent, &mut out).await;
                     let text = format!("ERR {}", e.0);
                     resp::encode(&Reply::ErrorOwned(text), session.proto, &mut out);
                     stream.write_all(&out).await?;
                     return Ok(());
                 }
             }
+            if sent.len() >= MAX_SENT {
+                collect(session, &mut sent, &mut out).await;
+            }
         }
+        collect(session, &mut sent, &mut out).await;
         if !out.is_empty() {
             stream.write_all(&out).await?;
             out.clear();
@@ -135,5 +153,16 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
         if input.capacity() > 1 << 20 && input.is_empty() {
             input = BytesMut::with_capacity(16 * 1024);
         }
+    }
+}
+
+/// Commands sent to other cores and not yet answered, at most.
+const MAX_SENT: usize = 1024;
+
+/// Waits for the replies of sent commands, in order, and encodes them.
+async fn collect(session: &Session, sent: &mut VecDeque<cmd::Sent>, out: &mut Vec<u8>) {
+    while let Some(s) = sent.pop_front() {
+        let reply = s.collect(session).await;
+        resp::encode(&reply, session.proto, out);
     }
 }

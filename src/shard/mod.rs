@@ -237,6 +237,18 @@ impl Core {
             };
             return rx.await.expect("a shard dropped a reply");
         }
+        self.send_keyed(shard, db, keys, write, f)
+            .await
+            .expect("a shard dropped a reply")
+    }
+
+    /// Sends `f` to another core's `shard`, to run once no lock blocks the
+    /// keys; the reply comes back through the returned receiver.
+    pub fn send_keyed<R, F>(&self, shard: usize, db: u16, keys: &[Bytes], write: bool, f: F) -> ReplyRx<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard) -> R + Send + 'static,
+    {
         let keys = keys.to_vec();
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| {
@@ -247,7 +259,7 @@ impl Core {
                 locks::submit(sh, access, false, Box::new(move |sh| tx.send(f(sh))));
             }
         }));
-        rx.await.expect("a shard dropped a reply")
+        rx
     }
 
     /// Runs `f` on shard `shard` and waits for it, blocking this thread.

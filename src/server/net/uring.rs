@@ -254,14 +254,18 @@ impl Reactor {
             }
             done.extend(ring.completion().map(|c| (c.user_data(), c.result(), c.flags())));
         }
-        let mut n = done.len();
+        // Tasks that other cores woke go first: whatever woke them (a job
+        // sent to this shard, a reply) happened before these completions'
+        // data arrived, and must be seen by the tasks those wake (see
+        // `cmd::send_if_remote`).
+        let mut woken = self.woken.borrow_mut();
+        self.doorbell.take_wakes(&mut woken);
+        let n = done.len() + woken.len();
+        woken.drain(..).for_each(|w| w.wake());
+        drop(woken);
         for (ud, res, flags) in done.drain(..) {
             self.complete(ud, res, flags);
         }
-        let mut woken = self.woken.borrow_mut();
-        self.doorbell.take_wakes(&mut woken);
-        n += woken.len();
-        woken.drain(..).for_each(|w| w.wake());
         n
     }
 
