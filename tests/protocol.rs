@@ -61,6 +61,71 @@ fn pipelined_replies_come_back_in_order() {
 }
 
 #[test]
+fn pipelines_across_shards_keep_order_for_every_observer() {
+    // A writer pipelines SET a i; SET b i for keys on two shards. Whoever
+    // then sees b = i must see a >= i, on a connection of either core.
+    let server = common::mayfly();
+    let (a, b) = common::keys_on_two_shards("order");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let observers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = server.client();
+            let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                let mut checks = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || checks < 10 {
+                    let seen_b: Option<i64> = c.get(&b).unwrap();
+                    let seen_a: Option<i64> = c.get(&a).unwrap();
+                    assert!(seen_a >= seen_b, "saw b = {seen_b:?} before a = {seen_a:?}");
+                    checks += 1;
+                }
+            })
+        })
+        .collect();
+    let mut c = server.conn();
+    for i in 0..2000 {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET").arg(&a).arg(i).ignore();
+        pipe.cmd("SET").arg(&b).arg(i).ignore();
+        pipe.cmd("GET").arg(&a);
+        let got: (i64,) = pipe.query(&mut c).unwrap();
+        assert_eq!(got.0, i);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for o in observers {
+        o.join().unwrap();
+    }
+    // Errors, a SELECT and a transaction inside one pipeline still answer
+    // in order, each against the right database.
+    let cmds: Vec<Vec<&str>> = vec![
+        vec!["SET", &a, "x"],
+        vec!["INCR", &a],
+        vec!["SELECT", "1"],
+        vec!["GET", &a],
+        vec!["SET", &b, "in-db-1"],
+        vec!["MULTI"],
+        vec!["GET", &b],
+        vec!["EXEC"],
+        vec!["SELECT", "0"],
+        vec!["GET", &b],
+    ];
+    let mut request = Vec::new();
+    for args in &cmds {
+        request.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+        }
+    }
+    let reply = common::raw_exchange(server.port, &request, b"$4\r\n1999\r\n");
+    assert_eq!(
+        reply,
+        "+OK\r\n-ERR value is not an integer or out of range\r\n+OK\r\n$-1\r\n+OK\r\n+OK\r\n\
+         +QUEUED\r\n*1\r\n$7\r\nin-db-1\r\n+OK\r\n$4\r\n1999\r\n"
+    );
+}
+
+#[test]
 fn inline_commands_work() {
     let server = common::mayfly();
     let mut s = raw_conn(server.port);
