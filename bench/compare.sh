@@ -103,6 +103,24 @@ memory_per_key() { # server port pid
     used=$(redis-cli -p "$port" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
     record mem "$srv" "rss-bytes-per-key" "$(( (rss1 - rss0) * 1024 / 1000000 ))"
     record mem "$srv" "used_memory-bytes-per-key" "$(( used / 1000000 ))"
+    # One set of 1,000,000 members, then 100,000 hashes of 10 fields.
+    memory_of_load "$srv" "$port" "$pid" set-bytes-per-member 1000000 \
+        'BEGIN{for(i=0;i<1000000;i++){m="member:" i; printf "*3\r\n$4\r\nSADD\r\n$3\r\nset\r\n$%d\r\n%s\r\n", length(m), m}}'
+    memory_of_load "$srv" "$port" "$pid" hash-bytes-per-field 1000000 \
+        'BEGIN{for(i=0;i<100000;i++){k="hash:" i; printf "*22\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", length(k), k; for(f=0;f<10;f++){printf "$6\r\nfield%d\r\n$6\r\nvalue%d\r\n", f, f}}}'
+}
+
+# memory_of_load SERVER PORT PID METRIC ITEMS AWK-PROGRAM: RSS growth per
+# item after piping the RESP that the awk program prints into a flushed server.
+memory_of_load() {
+    local srv=$1 port=$2 pid=$3 metric=$4 items=$5 prog=$6 rss0 rss1
+    redis-cli -p "$port" flushall >/dev/null
+    sleep 0.5
+    rss0=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
+    awk "$prog" /dev/null | redis-cli -p "$port" --pipe >/dev/null
+    sleep 0.5
+    rss1=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
+    record mem "$srv" "$metric" "$(awk -v a="$rss0" -v b="$rss1" -v n="$items" 'BEGIN{printf "%.1f", (b-a)*1024/n}')"
 }
 
 want pinned && echo "== pinned: servers on CPU 0, load generator on CPU 1 ($ROUNDS rounds, alternating)"
@@ -172,7 +190,7 @@ want scripts && for round in $(seq 1 "$ROUNDS"); do
 done
 
 if want memory; then
-    echo "== memory per key: 1,000,000 keys of 32-byte values"
+    echo "== memory: 1,000,000 keys of 32-byte values; a set of 1,000,000 members; 100,000 hashes of 10 fields"
     rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"; memory_per_key redis "$PORT_R" "$rp"; kill "$rp"
     mp=$(start_mayfly 0 1); PIDS+=("$mp"); wait_port "$PORT_M"; memory_per_key mayfly "$PORT_M" "$mp"; kill "$mp"
 fi

@@ -25,14 +25,13 @@ mod set;
 mod string;
 pub mod transaction;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::db::{Db, Value, now_ms};
+use crate::db::{Db, Map, Value, now_ms};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
@@ -235,8 +234,8 @@ impl<'a> OpCtx<'a> {
 }
 
 /// All rows, by name.
-pub fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
-    static TABLE: OnceLock<HashMap<&'static str, &'static CommandSpec>> = OnceLock::new();
+pub fn table() -> &'static Map<&'static str, &'static CommandSpec> {
+    static TABLE: OnceLock<Map<&'static str, &'static CommandSpec>> = OnceLock::new();
     TABLE.get_or_init(|| {
         let families: [&'static [CommandSpec]; 9] = [
             transaction::COMMANDS,
@@ -249,7 +248,7 @@ pub fn table() -> &'static HashMap<&'static str, &'static CommandSpec> {
             connection::COMMANDS,
             server::COMMANDS,
         ];
-        let mut map = HashMap::new();
+        let mut map = Map::default();
         for family in families {
             for row in family {
                 let old = map.insert(row.name, row);
@@ -281,9 +280,10 @@ pub fn arity_ok(arity: i32, argc: usize) -> bool {
     }
 }
 
-/// Checks and runs one command for a connection.
-pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
-    let spec = match check(session, &args) {
+/// Checks and runs one command for a connection; `spec` is what `lookup`
+/// found for its name (None: unknown).
+pub async fn dispatch(session: &mut Session, spec: Option<&'static CommandSpec>, args: Vec<Bytes>) -> Reply {
+    let spec = match check(session, spec, &args) {
         Ok(spec) => spec,
         Err(reply) => return reply,
     };
@@ -304,8 +304,12 @@ pub async fn dispatch(session: &mut Session, args: Vec<Bytes>) -> Reply {
 }
 
 /// The checks every command passes before it runs or is queued.
-fn check(session: &mut Session, args: &[Bytes]) -> Result<&'static CommandSpec, Reply> {
-    let Some(spec) = lookup(&args[0]) else {
+fn check(
+    session: &mut Session,
+    spec: Option<&'static CommandSpec>,
+    args: &[Bytes],
+) -> Result<&'static CommandSpec, Reply> {
+    let Some(spec) = spec else {
         flag_transaction(session);
         return Err(error::unknown_command(&args[0], &args[1..]));
     };
@@ -353,13 +357,17 @@ pub struct Sent {
 /// sent to it in order, and a core runs the work other cores sent before
 /// any task woken later (see the `server::net` driver), so whoever sees the
 /// effect of a later command of the batch also sees the earlier ones.
-pub fn send_if_remote(session: &mut Session, args: Vec<Bytes>) -> Result<Sent, Vec<Bytes>> {
-    if session.multi.is_some() || session.atomic {
+pub fn send_if_remote(
+    session: &mut Session,
+    spec: Option<&'static CommandSpec>,
+    args: Vec<Bytes>,
+) -> Result<Sent, Vec<Bytes>> {
+    if session.core().nshards() == 1 || session.multi.is_some() || session.atomic {
         return Err(args);
     }
-    let Some(spec) = lookup(&args[0]) else { return Err(args) };
+    let Some(spec) = spec else { return Err(args) };
     let Exec::Key(op) = spec.exec else { return Err(args) };
-    if check(session, &args).is_err() {
+    if check(session, Some(spec), &args).is_err() {
         return Err(args);
     }
     let shard = session.core().shard_of(&args[spec.first_key as usize]);

@@ -104,7 +104,8 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
                     }
                     // A pipelined batch: commands for other cores' shards
                     // are all sent before any reply is awaited.
-                    let args = match cmd::send_if_remote(session, args) {
+                    let spec = cmd::lookup(&args[0]);
+                    let args = match cmd::send_if_remote(session, spec, args) {
                         Ok(s) => {
                             sent.push_back(s);
                             continue;
@@ -114,7 +115,9 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
                     collect(session, &mut sent, &mut out).await;
                     session.info.borrow_mut().busy = true;
                     // A bug must cost one connection, never the whole core.
-                    let outcome = AssertUnwindSafe(cmd::dispatch(session, args)).catch_unwind().await;
+                    let outcome = AssertUnwindSafe(cmd::dispatch(session, spec, args))
+                        .catch_unwind()
+                        .await;
                     session.info.borrow_mut().busy = false;
                     let Ok(reply) = outcome else {
                         crate::log_warning!("internal error while serving client {}; closing it", session.id);
