@@ -250,6 +250,20 @@ fn quit_and_shutdown() {
 }
 
 #[test]
+fn sigterm_exits_cleanly_and_stops_listening_at_once() {
+    let mut server = common::mayfly();
+    let mut c = server.conn();
+    let pong: String = cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    // No listener may outlive the process (an io_uring ACCEPT kept one
+    // listening until the kernel tore the ring down).
+    let err = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
 fn cli_accepts_both_flag_forms_and_rejects_bad_values() {
     let bin = env!("CARGO_BIN_EXE_mayfly");
     let out = Command::new(bin).arg("--version").output().unwrap();

@@ -112,6 +112,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
         crate::REDIS_VERSION
     );
     refuse_taken_port(&shared.config)?;
+    handle_signals(shared.clone())?;
     let mut handles = Vec::new();
     for id in 0..threads {
         let cpu = cpus[id % cpus.len()];
@@ -195,6 +196,10 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
                 node.stats.borrow_mut().connections += 1;
                 net::spawn(conn::serve(node.clone(), stream));
             }
+            // A listener shut down for exit fails its accepts; say nothing.
+            Err(_) if shared.shutting_down.load(Ordering::SeqCst) => {
+                net::sleep(Duration::from_millis(10)).await;
+            }
             Err(e) => {
                 log_warning!("accept failed: {e}");
                 net::sleep(Duration::from_millis(10)).await;
@@ -232,10 +237,43 @@ async fn expire_cycle(node: Rc<Node>) {
 }
 
 /// Marks the server as stopping and exits the process.
+///
+/// The listening sockets are shut down first: their io_uring ACCEPTs would
+/// otherwise keep them listening after the process is gone, until the
+/// kernel tears the rings down, and a client connecting meanwhile would be
+/// accepted, then reset.
 pub fn shutdown(shared: &Shared) -> ! {
     shared.shutting_down.store(true, Ordering::SeqCst);
+    net::close_listeners();
     log_notice!("Mayfly is now ready to exit, bye bye...");
     std::process::exit(0);
+}
+
+/// Blocks SIGTERM and SIGINT in this thread and the executors it starts,
+/// and shuts down cleanly when one arrives, as Redis does.
+fn handle_signals(shared: Arc<Shared>) -> std::io::Result<()> {
+    // SAFETY: sigset manipulation on a local set; pthread_sigmask and
+    // sigwait are given valid pointers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::thread::Builder::new()
+            .name("mayfly-signals".into())
+            .spawn(move || {
+                let mut signal: libc::c_int = 0;
+                if libc::sigwait(&set, &mut signal) == 0 {
+                    let name = if signal == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+                    crate::log_warning!("Received {name} scheduling shutdown...");
+                    shutdown(&shared);
+                }
+            })?;
+    }
+    Ok(())
 }
 
 thread_local! {

@@ -95,13 +95,29 @@ pub fn start_executor(backend: Backend, spin: std::time::Duration) -> io::Result
     }
 }
 
+/// Every executor's listening socket, for `close_listeners`.
+static LISTENERS: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+
+/// Stops every listening socket from accepting (from any thread).
+pub fn close_listeners() {
+    for &fd in LISTENERS.lock().expect("listeners").iter() {
+        shutdown_fd(fd);
+    }
+}
+
 impl Listener {
     /// Binds with SO_REUSEPORT, so every executor can bind the same port.
     pub fn bind(backend: Backend, addr: &str) -> io::Result<Listener> {
-        Ok(match backend {
+        let listener = match backend {
             Backend::Uring => Listener::Uring(uring::Listener::bind(addr)?),
             Backend::Glommio => Listener::Glommio(glommio_tcp::Listener::bind(addr)?),
-        })
+        };
+        // glommio's listener keeps its descriptor to itself; its sockets
+        // close with the process anyway.
+        if let Listener::Uring(l) = &listener {
+            LISTENERS.lock().expect("listeners").push(l.raw_fd());
+        }
+        Ok(listener)
     }
 
     pub async fn accept(&self) -> io::Result<Stream> {

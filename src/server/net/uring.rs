@@ -526,6 +526,15 @@ impl Listener {
         Ok(Listener { reactor, slot })
     }
 
+    pub fn raw_fd(&self) -> RawFd {
+        self.reactor
+            .slots
+            .borrow_mut()
+            .listener(self.slot)
+            .expect("listener slot")
+            .fd
+    }
+
     pub async fn accept(&self) -> io::Result<Stream> {
         let fd = poll_fn(|cx| {
             let mut slots = self.reactor.slots.borrow_mut();
