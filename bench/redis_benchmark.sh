@@ -18,8 +18,8 @@ trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null || true' EXIT
 start() {
     case $1 in
         redis) redis-server --port "$PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & ;;
-        mayfly-1t) "$ROOT/target/release/mayfly" --port "$PORT" --proactor_threads 1 --loglevel warning & ;;
-        mayfly-2t) "$ROOT/target/release/mayfly" --port "$PORT" --proactor_threads 2 --loglevel warning & ;;
+        mayfly-1t) "$ROOT/target/release/mayfly" --port "$PORT" --proactor_threads 1 --loglevel warning 2>/dev/null & ;;
+        mayfly-2t) "$ROOT/target/release/mayfly" --port "$PORT" --proactor_threads 2 --loglevel warning 2>/dev/null & ;;
     esac
     PID=$!
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return; sleep 0.05; done
