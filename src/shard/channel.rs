@@ -26,6 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use super::Shard;
+
 /// Where other cores leave wake-ups for one executor.
 pub struct Doorbell {
     eventfd: RawFd,
@@ -127,8 +129,6 @@ impl CoreWaker {
         }
     }
 }
-
-use super::Shard;
 
 /// Work sent to the core that owns a shard.
 pub type Job = Box<dyn FnOnce(&mut Shard) + Send>;
