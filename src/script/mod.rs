@@ -170,11 +170,7 @@ async fn lock_ahead(run: &Run, session: &Session) -> Reply {
 async fn on_owner(run: Run, session: &Session, shard: usize) -> Reply {
     let (reply, rx) = oneshot();
     let job = OwnerJob {
-        caller: Caller {
-            id: session.id,
-            db: session.db,
-            proto: session.proto,
-        },
+        caller: Caller::of(session),
         run,
         reply,
     };
@@ -197,15 +193,12 @@ struct OwnerJob {
 impl OwnerJob {
     /// Runs now if no lock covers the keys, else once they are free.
     fn submit(self, shard: &mut Shard) {
-        if shard.locks.is_idle() {
-            return self.run_now(shard);
-        }
         let access = Access::Keys {
             db: self.caller.db,
             keys: self.run.keys.clone(),
             write: !self.run.read_only,
         };
-        locks::submit(shard, access, false, Box::new(move |sh| self.run_now(sh)));
+        locks::run_when_free(shard, || access, move |sh| self.run_now(sh));
     }
 
     fn run_now(self, shard: &mut Shard) {
@@ -233,6 +226,16 @@ struct Caller {
     proto: Protocol,
 }
 
+impl Caller {
+    fn of(session: &Session) -> Caller {
+        Caller {
+            id: session.id,
+            db: session.db,
+            proto: session.proto,
+        }
+    }
+}
+
 /// One script call, ready to run.
 struct Run {
     script: Arc<Script>,
@@ -246,12 +249,7 @@ impl Run {
     /// Runs on this core in the caller's session, with `atomic` telling
     /// whether locks are held.
     fn here(&self, session: &Session, atomic: bool) -> Reply {
-        let caller = Caller {
-            id: session.id,
-            db: session.db,
-            proto: session.proto,
-        };
-        self.in_session(session.node.clone(), session.info.clone(), caller, atomic)
+        self.in_session(session.node.clone(), session.info.clone(), Caller::of(session), atomic)
     }
 
     fn in_session(&self, node: Rc<Node>, info: Rc<RefCell<ClientInfo>>, caller: Caller, atomic: bool) -> Reply {

@@ -146,6 +146,20 @@ pub fn can_run_now(shard: &Shard, access: &Access) -> bool {
     locks.is_idle() || (!locks.conflicts_with_held(access) && !locks.conflicts_with_queue(access, locks.queue.len()))
 }
 
+/// Runs `job` at once when nothing is locked or waiting (one branch), else
+/// once `access()` is free. For work that takes no lock.
+pub fn run_when_free(
+    shard: &mut Shard,
+    access: impl FnOnce() -> Access,
+    job: impl FnOnce(&mut Shard) + Send + 'static,
+) {
+    if shard.locks.is_idle() {
+        job(shard);
+    } else {
+        submit(shard, access(), false, Box::new(job));
+    }
+}
+
 /// Runs `job` now if `access` is free, else queues it. With `hold`, the
 /// locks are taken first and kept until `release`.
 pub fn submit(shard: &mut Shard, access: Access, hold: bool, job: super::Job) {

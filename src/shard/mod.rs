@@ -252,12 +252,7 @@ impl Core {
         let keys = keys.to_vec();
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| {
-            if sh.locks.is_idle() {
-                tx.send(f(sh));
-            } else {
-                let access = Access::Keys { db, keys, write };
-                locks::submit(sh, access, false, Box::new(move |sh| tx.send(f(sh))));
-            }
+            locks::run_when_free(sh, || Access::Keys { db, keys, write }, move |sh| tx.send(f(sh)));
         }));
         rx
     }
