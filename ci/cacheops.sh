@@ -3,6 +3,9 @@
 # script builds and starts itself (and stops by pid afterwards).
 #
 #   ci/cacheops.sh [PORT]
+#   ci/cacheops.sh --fetch    only fetch and check the sdist, unpack it,
+#                             and print the directory of its Lua scripts
+#                             (tests/cacheops.rs reads them from there)
 #
 # Configurations: Mayfly with 2 threads (cacheops's keys spread over both
 # shards) and with 1 thread, default flags only, each in upstream's four
@@ -17,6 +20,8 @@
 # failure, crash or timeout.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+FETCH_ONLY=0
+if [ "${1:-}" = --fetch ]; then FETCH_ONLY=1; shift; fi
 PORT=${1:-6390}
 WORK=${CACHEOPS_WORK:-${TMPDIR:-/tmp}/mayfly-cacheops}
 SDIST_SHA256=cbc11cc0321295a3644e27bcb26940f08cb9c2e71d3ee506cbcff0bdda1a9f33
@@ -53,6 +58,13 @@ if [ ! -f "$SDIST" ]; then
         django-cacheops==7.2 -d "$WORK"
 fi
 echo "$SDIST_SHA256  $SDIST" | sha256sum -c --quiet - || { echo "sdist checksum mismatch" >&2; exit 1; }
+
+if [ "$FETCH_ONLY" = 1 ]; then
+    rm -rf "$WORK/src" && mkdir -p "$WORK/src"
+    tar xzf "$SDIST" -C "$WORK/src" --strip-components=1
+    echo "$WORK/src/cacheops/lua"
+    exit 0
+fi
 
 say "building mayfly"
 (cd "$ROOT" && cargo build --release --quiet)

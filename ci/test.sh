@@ -29,8 +29,11 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
 
+step "fetching django-cacheops 7.2's scripts for tests/cacheops.rs"
+cacheops_lua=$(bash ci/cacheops.sh --fetch | tail -1)
+
 step "cargo test"
-CI=${CI:-true} cargo test --all-targets
+CI=${CI:-true} MAYFLY_CACHEOPS_LUA="$cacheops_lua" cargo test --all-targets
 
 step "django-cacheops 7.2's own test suite against Mayfly"
 bash ci/cacheops.sh
