@@ -92,9 +92,22 @@ one_round() { # config server port pid client-cpus
     fi
 }
 
+# memory_load SERVER PORT PID LOAD: RSS growth per item of one load into a
+# freshly started server (a heap that served an earlier load would hand
+# its freed blocks to the next one and hide its cost).
+memory_load() {
+    local srv=$1 port=$2 pid=$3 rss0 rss1 used
+    case $4 in
+    strings) memory_per_key "$srv" "$port" "$pid" ;;
+    set) memory_of_load "$srv" "$port" "$pid" set-bytes-per-member 1000000 \
+        'BEGIN{for(i=0;i<1000000;i++){m="member:" i; printf "*3\r\n$4\r\nSADD\r\n$3\r\nset\r\n$%d\r\n%s\r\n", length(m), m}}' ;;
+    hash) memory_of_load "$srv" "$port" "$pid" hash-bytes-per-field 1000000 \
+        'BEGIN{for(i=0;i<100000;i++){k="hash:" i; printf "*22\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", length(k), k; for(f=0;f<10;f++){printf "$6\r\nfield%d\r\n$6\r\nvalue%d\r\n", f, f}}}' ;;
+    esac
+}
+
 memory_per_key() { # server port pid
     local srv=$1 port=$2 pid=$3 rss0 rss1 used
-    redis-cli -p "$port" flushall >/dev/null
     sleep 0.5
     rss0=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
     "$BENCH" -p "$port" -w getset --ratio 1:0 --key-pattern s --key-maximum 1000000 -n 1000000 -d 32 -t 2 -c 8 -P 32 --quiet >/dev/null
@@ -103,18 +116,12 @@ memory_per_key() { # server port pid
     used=$(redis-cli -p "$port" info memory | awk -F: '/^used_memory:/{print $2}' | tr -d '\r')
     record mem "$srv" "rss-bytes-per-key" "$(( (rss1 - rss0) * 1024 / 1000000 ))"
     record mem "$srv" "used_memory-bytes-per-key" "$(( used / 1000000 ))"
-    # One set of 1,000,000 members, then 100,000 hashes of 10 fields.
-    memory_of_load "$srv" "$port" "$pid" set-bytes-per-member 1000000 \
-        'BEGIN{for(i=0;i<1000000;i++){m="member:" i; printf "*3\r\n$4\r\nSADD\r\n$3\r\nset\r\n$%d\r\n%s\r\n", length(m), m}}'
-    memory_of_load "$srv" "$port" "$pid" hash-bytes-per-field 1000000 \
-        'BEGIN{for(i=0;i<100000;i++){k="hash:" i; printf "*22\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", length(k), k; for(f=0;f<10;f++){printf "$6\r\nfield%d\r\n$6\r\nvalue%d\r\n", f, f}}}'
 }
 
 # memory_of_load SERVER PORT PID METRIC ITEMS AWK-PROGRAM: RSS growth per
 # item after piping the RESP that the awk program prints into a flushed server.
 memory_of_load() {
     local srv=$1 port=$2 pid=$3 metric=$4 items=$5 prog=$6 rss0 rss1
-    redis-cli -p "$port" flushall >/dev/null
     sleep 0.5
     rss0=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
     awk "$prog" /dev/null | redis-cli -p "$port" --pipe >/dev/null
@@ -191,8 +198,12 @@ done
 
 if want memory; then
     echo "== memory: 1,000,000 keys of 32-byte values; a set of 1,000,000 members; 100,000 hashes of 10 fields"
-    rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"; memory_per_key redis "$PORT_R" "$rp"; kill "$rp"
-    mp=$(start_mayfly 0 1); PIDS+=("$mp"); wait_port "$PORT_M"; memory_per_key mayfly "$PORT_M" "$mp"; kill "$mp"
+    for load in strings set hash; do
+        rp=$(start_redis 0); PIDS+=("$rp"); wait_port "$PORT_R"; memory_load redis "$PORT_R" "$rp" "$load"
+        kill "$rp"; wait "$rp" 2>/dev/null || true
+        mp=$(start_mayfly 0 1); PIDS+=("$mp"); wait_port "$PORT_M"; memory_load mayfly "$PORT_M" "$mp" "$load"
+        kill "$mp"; wait "$mp" 2>/dev/null || true
+    done
 fi
 command -v memtier_benchmark >/dev/null || echo "(memtier_benchmark is not installed: skipped; it is not in Debian)"
 

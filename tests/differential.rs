@@ -163,6 +163,58 @@ fn keys_and_expiry_match_redis() {
     ]);
 }
 
+/// Values on both sides of the size where Mayfly stops storing a string
+/// inside its key's block (512 bytes), with TTLs that must survive edits.
+#[test]
+fn string_sizes_and_ttls_survive_edits_like_redis() {
+    let a500 = "a".repeat(500);
+    let b20 = "b".repeat(20);
+    let c600 = "c".repeat(600);
+    check(&[
+        &["SET", "s", &a500, "EX", "1000"],
+        &["APPEND", "s", &b20],
+        &["STRLEN", "s"],
+        &["TTL", "s"],
+        &["GETRANGE", "s", "495", "505"],
+        &["SETRANGE", "s", "700", "z"],
+        &["STRLEN", "s"],
+        &["TTL", "s"],
+        &["GETRANGE", "s", "690", "-1"],
+        &["SET", "s", "5", "KEEPTTL"],
+        &["TTL", "s"],
+        &["INCRBY", "s", "10"],
+        &["TTL", "s"],
+        &["INCRBYFLOAT", "s", "0.5"],
+        &["GET", "s"],
+        &["TTL", "s"],
+        &["SET", "big", &c600],
+        &["GET", "big"],
+        &["EXPIRE", "big", "100"],
+        &["GETEX", "big", "PERSIST"],
+        &["TTL", "big"],
+        &["GETDEL", "big"],
+        &["EXISTS", "big"],
+        &["SET", "l", &c600, "PX", "100000"],
+        &["RENAME", "l", "m"],
+        &["TTL", "m"],
+        &["COPY", "m", "n"],
+        &["GET", "n"],
+        &["SADD", "m", "x"],
+        &["SET", "m", "short", "GET"],
+        &["TTL", "m"],
+        &["LPUSH", "q", "1"],
+        &["EXPIRE", "q", "300"],
+        &["RPUSH", "q", "2"],
+        &["TTL", "q"],
+        &["SET", "q", "now a string", "KEEPTTL"],
+        &["TYPE", "q"],
+        &["TTL", "q"],
+        &["MSET", "s", &c600, "q", "x"],
+        &["MGET", "s", "q", "missing"],
+        &["TTL", "q"],
+    ]);
+}
+
 #[test]
 fn collections_match_redis() {
     check(&[

@@ -63,7 +63,7 @@ fn exists(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
 
 /// TYPE key
 fn type_(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
-    Reply::Status(ctx.value(&args[1]).map_or("none", |v| v.kind().name()))
+    Reply::Status(ctx.value(&args[1]).map_or("none", |v| v.as_ref().kind().name()))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -122,7 +122,7 @@ fn expire_generic(ctx: &mut OpCtx<'_>, args: &[Bytes], millis: bool, absolute: b
     let Some(entry) = ctx.db().get(key, now as u64) else {
         return Reply::Int(0);
     };
-    let current = entry.expire_at;
+    let current = entry.expire_at();
     let allowed = match cond {
         ExpireCond::Always => true,
         ExpireCond::Nx => current == 0,
@@ -163,13 +163,14 @@ fn ttl_generic(ctx: &mut OpCtx<'_>, key: &[u8], millis: bool, absolute: bool) ->
     let Some(entry) = ctx.db().get(key, now) else {
         return Reply::Int(-2);
     };
-    if entry.expire_at == 0 {
+    let at = entry.expire_at();
+    if at == 0 {
         return Reply::Int(-1);
     }
     let t = if absolute {
-        entry.expire_at as i64
+        at as i64
     } else {
-        (entry.expire_at as i64 - now as i64).max(0)
+        (at as i64 - now as i64).max(0)
     };
     Reply::Int(if millis { t } else { (t + 500) / 1000 })
 }
@@ -245,8 +246,9 @@ fn keys(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                 let all = pattern.as_ref() == b"*";
                 ctx.db()
                     .keys(now)
-                    .filter(|(k, _)| all || glob_match(&pattern, k))
-                    .map(|(k, _)| Reply::Bulk(k.clone()))
+                    .map(|n| n.key())
+                    .filter(|k| all || glob_match(&pattern, k))
+                    .map(|k| Reply::Bulk(Bytes::copy_from_slice(k)))
                     .collect::<Vec<_>>()
             })
             .await;
@@ -369,7 +371,7 @@ fn randomkey(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
                     .run_on(shard, move |sh| {
                         let db = sh.db(db);
                         let index = pick.min(db.len().saturating_sub(1));
-                        Reply::from(db.nth_key(index).cloned())
+                        Reply::from(db.nth_key(index).map(Bytes::copy_from_slice))
                     })
                     .await;
             }
@@ -445,8 +447,8 @@ async fn transfer(session: &Session, src: &Bytes, src_db: u16, dst: &Bytes, dst_
         .run(src_shard, move |sh| {
             let now = crate::db::now_ms();
             sh.db(src_db).get(&src_key, now).map(|e| Entry {
-                value: e.value.clone(),
-                expire_at: e.expire_at,
+                value: e.to_value(),
+                expire_at: e.expire_at(),
             })
         })
         .await;

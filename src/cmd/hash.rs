@@ -7,7 +7,7 @@ use super::parse::{float, format_float, glob_match, int, parse_f64, upper};
 use super::set::{drop_if_empty, scan_cursor};
 use super::{CommandSpec, Exec, OpCtx, spec};
 use crate::cmd::flags::*;
-use crate::db::{Map, Value, parse_i64};
+use crate::db::{Map, Value, ValueMut, parse_i64};
 use crate::error;
 use crate::resp::Reply;
 
@@ -42,7 +42,7 @@ type FieldMap = Map<Bytes, Bytes>;
 fn hash_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut FieldMap>, Reply> {
     match ctx.value(key) {
         None => Ok(None),
-        Some(Value::Hash(h)) => Ok(Some(h)),
+        Some(ValueMut::Hash(h)) => Ok(Some(h)),
         Some(_) => Err(Reply::Error(error::WRONGTYPE)),
     }
 }
@@ -50,7 +50,7 @@ fn hash_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut Fiel
 /// The hash at `key`, created when missing.
 fn hash_or_create<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<&'a mut FieldMap, Reply> {
     match ctx.value_or_insert(key, Value::new_hash) {
-        Value::Hash(h) => Ok(h),
+        ValueMut::Hash(h) => Ok(h),
         _ => Err(Reply::Error(error::WRONGTYPE)),
     }
 }

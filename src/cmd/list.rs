@@ -16,7 +16,7 @@ use super::parse::{Cursor, float, int, upper};
 use super::set::drop_if_empty;
 use super::{BoxFut, CommandSpec, Exec, OpCtx, numkeys_at, spec};
 use crate::cmd::flags::*;
-use crate::db::Value;
+use crate::db::{Value, ValueMut, ValueRef};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
@@ -75,7 +75,7 @@ impl End {
 fn list_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut List>, Reply> {
     match ctx.value(key) {
         None => Ok(None),
-        Some(Value::List(l)) => Ok(Some(l)),
+        Some(ValueMut::List(l)) => Ok(Some(l)),
         Some(_) => Err(Reply::Error(error::WRONGTYPE)),
     }
 }
@@ -95,7 +95,7 @@ fn push(ctx: &mut OpCtx<'_>, key: &[u8], items: &[Bytes], end: End, only_existin
         }
     } else {
         match ctx.value_or_insert(key, new_list) {
-            Value::List(l) => l,
+            ValueMut::List(l) => l,
             _ => return Reply::Error(error::WRONGTYPE),
         }
     };
@@ -605,7 +605,7 @@ where
         for key in keys {
             let (k, s) = (key.clone(), signal.clone());
             session.run_on(core.shard_of(key), move |sh| {
-                let ready = matches!(sh.db(db).get_mut(&k, crate::db::now_ms()), Some(e) if matches!(&e.value, Value::List(l) if !l.is_empty()));
+                let ready = matches!(sh.db(db).get_mut(&k, crate::db::now_ms()), Some(e) if matches!(e.value(), ValueRef::List(l) if !l.is_empty()));
                 if ready {
                     s.fire();
                 } else {

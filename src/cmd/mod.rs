@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use crate::db::{Db, Map, Value, now_ms};
+use crate::db::{Db, Map, Value, ValueMut, now_ms};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
@@ -217,19 +217,19 @@ impl<'a> OpCtx<'a> {
     }
 
     /// The live value at `key`, created with `make` when missing.
-    pub fn value_or_insert(&mut self, key: &[u8], make: fn() -> Value) -> &mut Value {
+    pub fn value_or_insert(&mut self, key: &[u8], make: fn() -> Value) -> ValueMut<'_> {
         let now = self.lookup_now();
         let db = self.db();
         if db.get(key, now).is_none() {
             db.set(key, make());
         }
-        &mut db.get_mut(key, now).expect("just inserted").value
+        db.get_mut(key, now).expect("just inserted").value_mut()
     }
 
     /// The live value at `key`, if any.
-    pub fn value(&mut self, key: &[u8]) -> Option<&mut Value> {
+    pub fn value(&mut self, key: &[u8]) -> Option<ValueMut<'_>> {
         let now = self.lookup_now();
-        self.db().get_mut(key, now).map(|e| &mut e.value)
+        self.db().get_mut(key, now).map(|e| e.value_mut())
     }
 }
 

@@ -564,7 +564,7 @@ fn memory(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                     .run_keyed(shard, &[key], false, move |sh| {
                         let mut ctx = OpCtx::new(sh, db);
                         match ctx.value(&k) {
-                            Some(v) => Reply::Int((v.heap_size() + k.len() + 64) as i64),
+                            Some(v) => Reply::Int((v.as_ref().heap_size() + k.len() + 16) as i64),
                             None => Reply::Nil,
                         }
                     })
@@ -616,7 +616,7 @@ fn object(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                 match ctx.value(&k) {
                     None => Reply::Nil,
                     Some(v) => match sub.as_str() {
-                        "ENCODING" => Reply::bulk_str(v.encoding()),
+                        "ENCODING" => Reply::bulk_str(v.as_ref().encoding()),
                         "REFCOUNT" => Reply::Int(1),
                         _ => Reply::Int(0),
                     },

@@ -8,7 +8,7 @@ use super::generic::ScanArgs;
 use super::parse::{Cursor, glob_match, int, upper};
 use super::{BoxFut, CommandSpec, Exec, OpCtx, group_by_shard, numkeys_at, run_grouped, spec};
 use crate::cmd::flags::*;
-use crate::db::{HashBuilder, Value};
+use crate::db::{HashBuilder, Value, ValueMut};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
@@ -39,7 +39,7 @@ type MemberSet = HashSet<Bytes, HashBuilder>;
 fn set_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut MemberSet>, Reply> {
     match ctx.value(key) {
         None => Ok(None),
-        Some(Value::Set(s)) => Ok(Some(s)),
+        Some(ValueMut::Set(s)) => Ok(Some(s)),
         Some(_) => Err(Reply::Error(error::WRONGTYPE)),
     }
 }
@@ -47,9 +47,9 @@ fn set_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut Membe
 /// Removes `key` if its set (or other collection) became empty.
 pub fn drop_if_empty(ctx: &mut OpCtx<'_>, key: &[u8]) {
     let empty = match ctx.value(key) {
-        Some(Value::Set(s)) => s.is_empty(),
-        Some(Value::Hash(h)) => h.is_empty(),
-        Some(Value::List(l)) => l.is_empty(),
+        Some(ValueMut::Set(s)) => s.is_empty(),
+        Some(ValueMut::Hash(h)) => h.is_empty(),
+        Some(ValueMut::List(l)) => l.is_empty(),
         _ => false,
     };
     if empty {
@@ -63,7 +63,7 @@ fn members_reply(members: impl Iterator<Item = Bytes>) -> Reply {
 
 /// SADD key member [member ...]
 fn sadd(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
-    let Value::Set(set) = ctx.value_or_insert(&args[1], Value::new_set) else {
+    let ValueMut::Set(set) = ctx.value_or_insert(&args[1], Value::new_set) else {
         return Reply::Error(error::WRONGTYPE);
     };
     let added = args[2..]
@@ -451,7 +451,7 @@ fn smove(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             Ok(false) => Reply::Int(0),
             Ok(true) => {
                 held.run(core.shard_of(&dst), move |sh| {
-                    if let Value::Set(set) = OpCtx::new(sh, db).value_or_insert(&dst, Value::new_set) {
+                    if let ValueMut::Set(set) = OpCtx::new(sh, db).value_or_insert(&dst, Value::new_set) {
                         set.insert(member);
                     }
                 })

@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 use super::parse::{Cursor, float, format_float, int};
 use super::{BoxFut, CommandSpec, Exec, OpCtx, group_by_shard, run_grouped, spec};
 use crate::cmd::flags::*;
-use crate::db::{Value, parse_i64};
+use crate::db::{Node, Value, ValueRef, parse_i64};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
@@ -45,10 +45,10 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// The string at `key`: Ok(None) if missing, Err(WRONGTYPE) if not a string.
 fn string_at(ctx: &mut OpCtx<'_>, key: &[u8]) -> Result<Option<Bytes>, Reply> {
-    match ctx.value(key) {
+    let now = ctx.lookup_now();
+    match ctx.db().get(key, now) {
         None => Ok(None),
-        Some(Value::Str(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(Reply::Error(error::WRONGTYPE)),
+        Some(node) => node.string().map(Some).ok_or(Reply::Error(error::WRONGTYPE)),
     }
 }
 
@@ -157,10 +157,10 @@ fn set(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let now = ctx.lookup_now();
     let (exists, old_value, old_ttl) = match ctx.db().get(key, now) {
         None => (false, None, 0),
-        Some(entry) => match &entry.value {
-            Value::Str(s) => (true, Some(s.clone()), entry.expire_at),
+        Some(entry) => match entry.value() {
+            ValueRef::Str(_) => (true, entry.string(), entry.expire_at()),
             _ if opts.get => return Reply::Error(error::WRONGTYPE),
-            _ => (true, None, entry.expire_at),
+            _ => (true, None, entry.expire_at()),
         },
     };
     let old_reply = || {
@@ -284,8 +284,8 @@ fn incr_by(ctx: &mut OpCtx<'_>, key: &[u8], delta: i64) -> Reply {
     let now = ctx.lookup_now();
     let current = match ctx.db().get_mut(key, now) {
         None => 0,
-        Some(entry) => match &entry.value {
-            Value::Str(s) => match parse_i64(s) {
+        Some(entry) => match entry.value() {
+            ValueRef::Str(s) => match parse_i64(s) {
                 Some(n) => n,
                 None => return Reply::Error(error::NOT_INTEGER),
             },
@@ -297,7 +297,7 @@ fn incr_by(ctx: &mut OpCtx<'_>, key: &[u8], delta: i64) -> Reply {
     };
     let text = Bytes::from(next.to_string());
     match ctx.db().get_mut(key, now) {
-        Some(entry) => entry.value = Value::Str(text),
+        Some(entry) => entry.set_value(Value::Str(text)),
         None => ctx.db().set(key, Value::Str(text)),
     }
     Reply::Int(next)
@@ -351,7 +351,7 @@ fn incrbyfloat(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let text = Bytes::from(format_float(next));
     let now = ctx.lookup_now();
     match ctx.db().get_mut(&args[1], now) {
-        Some(entry) => entry.value = Value::Str(text.clone()),
+        Some(entry) => entry.set_value(Value::Str(text.clone())),
         None => ctx.db().set(&args[1], Value::Str(text.clone())),
     }
     Reply::Bulk(text)
@@ -367,17 +367,16 @@ fn edit_string(
 ) -> Result<Option<usize>, Reply> {
     let now = ctx.lookup_now();
     match ctx.db().get_mut(key, now) {
-        Some(entry) => match &mut entry.value {
-            Value::Str(s) => {
-                let owned = std::mem::take(s);
-                let mut buf = owned.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
-                edit(&mut buf);
-                let len = buf.len();
-                *s = buf.freeze();
-                Ok(Some(len))
-            }
-            _ => Err(Reply::Error(error::WRONGTYPE)),
-        },
+        Some(entry) => {
+            let Some(owned) = entry.take_string() else {
+                return Err(Reply::Error(error::WRONGTYPE));
+            };
+            let mut buf = owned.try_into_mut().unwrap_or_else(|b| BytesMut::from(&b[..]));
+            edit(&mut buf);
+            let len = buf.len();
+            entry.set_value(Value::Str(buf.freeze()));
+            Ok(Some(len))
+        }
         None if create => {
             let mut buf = BytesMut::new();
             edit(&mut buf);
@@ -393,7 +392,7 @@ fn edit_string(
 fn append(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let add = &args[2];
     let now = ctx.lookup_now();
-    if let Some(Value::Str(s)) = ctx.db().get(&args[1], now).map(|e| &e.value)
+    if let Some(ValueRef::Str(s)) = ctx.db().get(&args[1], now).map(Node::value)
         && s.len() + add.len() > MAX_STRING
     {
         return Reply::Error(error::STRING_TOO_LONG);
@@ -472,10 +471,8 @@ fn mget(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             items
                 .iter()
                 .map(|(pos, key)| {
-                    let reply = match ctx.value(key) {
-                        Some(Value::Str(s)) => Reply::Bulk(s.clone()),
-                        _ => Reply::Nil,
-                    };
+                    let now = ctx.lookup_now();
+                    let reply = Reply::from(ctx.db().get(key, now).and_then(Node::string));
                     (*pos, reply)
                 })
                 .collect::<Vec<_>>()

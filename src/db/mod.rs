@@ -4,27 +4,34 @@
 //! of deadlines so that expired keys free their memory without being
 //! touched. Nothing here is shared between threads.
 
+mod node;
 mod value;
 
 use std::collections::{BTreeSet, HashMap};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
-pub use value::{Value, ValueKind, parse_i64};
+pub use node::Node;
+pub use value::{Value, ValueKind, ValueMut, ValueRef, parse_i64};
 
 pub type HashBuilder = ahash::RandomState;
 pub type Map<K, V> = HashMap<K, V, HashBuilder>;
 
-/// A stored value and its absolute deadline in unix milliseconds (0: none).
+/// A value and its absolute deadline in unix milliseconds (0: none), owned:
+/// what a removed key leaves, and what moves between databases.
 #[derive(Debug)]
 pub struct Entry {
     pub value: Value,
     pub expire_at: u64,
 }
 
+/// The keys: one pointer per key in an open-addressing table, and the key,
+/// deadline and value behind it in one block (`Node`).
 #[derive(Default)]
 pub struct Db {
-    entries: Map<Bytes, Entry>,
+    table: HashTable<Node>,
+    hasher: HashBuilder,
     /// (deadline, key) for every key with a TTL, oldest first.
     deadlines: BTreeSet<(u64, Bytes)>,
     /// Keys removed by expiry, lazily or actively.
@@ -41,15 +48,28 @@ pub fn now_ms() -> u64 {
 
 impl Db {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.table.is_empty()
     }
 
     pub fn expires_len(&self) -> usize {
         self.deadlines.len()
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &[u8]) -> Option<&Node> {
+        self.table.find(self.hash(key), |n| n.key() == key)
+    }
+
+    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
+        let hash = self.hash(key);
+        self.table.find_mut(hash, |n| n.key() == key)
     }
 
     /// Drops `key` if its deadline has passed. Returns true if it was dropped.
@@ -57,7 +77,7 @@ impl Db {
         if self.deadlines.is_empty() {
             return false;
         }
-        let due = matches!(self.entries.get(key), Some(e) if e.expire_at != 0 && e.expire_at <= now);
+        let due = matches!(self.find(key), Some(n) if n.expire_at() != 0 && n.expire_at() <= now);
         if due {
             self.remove(key);
             self.expired_count += 1;
@@ -65,14 +85,14 @@ impl Db {
         due
     }
 
-    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
+    pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Node> {
         self.expire_if_due(key, now);
-        self.entries.get(key)
+        self.find(key)
     }
 
-    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
+    pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Node> {
         self.expire_if_due(key, now);
-        self.entries.get_mut(key)
+        self.find_mut(key)
     }
 
     pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
@@ -86,73 +106,86 @@ impl Db {
 
     /// Inserts or replaces `key` with the given deadline (0: none).
     pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
-        match self.entries.get_mut(key) {
-            Some(entry) => {
-                if entry.expire_at != 0 {
-                    let old = entry.expire_at;
-                    entry.expire_at = 0;
-                    self.deadlines.remove(&(old, Bytes::copy_from_slice(key)));
-                }
-                entry.value = value;
-                if expire_at != 0 {
-                    self.set_expire(key, expire_at);
-                }
+        let hash = self.hash(key);
+        let old_deadline = match self.table.find_mut(hash, |n| n.key() == key) {
+            Some(node) => {
+                let old = node.expire_at();
+                *node = Node::new(key, value, expire_at);
+                old
             }
             None => {
-                let key = Bytes::copy_from_slice(key);
-                if expire_at != 0 {
-                    self.deadlines.insert((expire_at, key.clone()));
-                }
-                self.entries.insert(key, Entry { value, expire_at });
+                let hasher = &self.hasher;
+                self.table
+                    .insert_unique(hash, Node::new(key, value, expire_at), |n| hasher.hash_one(n.key()));
+                0
+            }
+        };
+        if old_deadline != expire_at {
+            if old_deadline != 0 {
+                self.deadlines.remove(&(old_deadline, Bytes::copy_from_slice(key)));
+            }
+            if expire_at != 0 {
+                self.deadlines.insert((expire_at, Bytes::copy_from_slice(key)));
             }
         }
     }
 
     /// Sets the deadline of an existing key; false if the key is missing.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
-        let Some((k, entry)) = self.entries.get_key_value(key) else {
+        let Some(node) = self.find_mut(key) else {
             return false;
         };
-        let k = k.clone();
-        let old = entry.expire_at;
+        let old = node.expire_at();
+        node.set_expire_at(at);
         if old != 0 {
-            self.deadlines.remove(&(old, k.clone()));
+            self.deadlines.remove(&(old, Bytes::copy_from_slice(key)));
         }
-        self.deadlines.insert((at, k));
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.expire_at = at;
+        if at != 0 {
+            self.deadlines.insert((at, Bytes::copy_from_slice(key)));
         }
         true
     }
 
     /// Removes the TTL of `key`; true if it had one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        match self.entries.get_mut(key) {
-            Some(entry) if entry.expire_at != 0 => {
-                let old = entry.expire_at;
-                entry.expire_at = 0;
-                self.deadlines.remove(&(old, Bytes::copy_from_slice(key)));
-                true
-            }
+        match self.find(key) {
+            Some(node) if node.expire_at() != 0 => self.set_expire(key, 0),
             _ => false,
         }
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (k, entry) = self.entries.remove_entry(key)?;
-        if entry.expire_at != 0 {
-            self.deadlines.remove(&(entry.expire_at, k));
+        let hash = self.hash(key);
+        let (node, _) = self.table.find_entry(hash, |n| n.key() == key).ok()?.remove();
+        let expire_at = node.expire_at();
+        if expire_at != 0 {
+            self.deadlines.remove(&(expire_at, Bytes::copy_from_slice(key)));
         }
-        Some(entry)
+        Some(Entry {
+            value: node.into_value(),
+            expire_at,
+        })
     }
 
     /// Removes `key` unless it has already expired; true if a live key went.
     pub fn remove_live(&mut self, key: &[u8], now: u64) -> bool {
-        !self.expire_if_due(key, now) && self.remove(key).is_some()
+        if self.expire_if_due(key, now) {
+            return false;
+        }
+        let hash = self.hash(key);
+        let Ok(found) = self.table.find_entry(hash, |n| n.key() == key) else {
+            return false;
+        };
+        let (node, _) = found.remove();
+        let expire_at = node.expire_at();
+        if expire_at != 0 {
+            self.deadlines.remove(&(expire_at, Bytes::copy_from_slice(key)));
+        }
+        true
     }
 
     pub fn clear(&mut self) {
-        self.entries = Map::default();
+        self.table = HashTable::new();
         self.deadlines = BTreeSet::new();
     }
 
@@ -168,7 +201,10 @@ impl Db {
                 break;
             }
             let (_, key) = self.deadlines.pop_first().expect("checked above");
-            self.entries.remove(&key);
+            let hash = self.hash(&key);
+            if let Ok(found) = self.table.find_entry(hash, |n| n.key() == &key[..]) {
+                found.remove();
+            }
             removed += 1;
         }
         self.expired_count += removed as u64;
@@ -176,15 +212,15 @@ impl Db {
     }
 
     /// Every live key, in no particular order.
-    pub fn keys(&self, now: u64) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.entries
+    pub fn keys(&self, now: u64) -> impl Iterator<Item = &Node> {
+        self.table
             .iter()
-            .filter(move |(_, e)| e.expire_at == 0 || e.expire_at > now)
+            .filter(move |n| n.expire_at() == 0 || n.expire_at() > now)
     }
 
     /// The key at position `index` of the table's iteration order.
-    pub fn nth_key(&self, index: usize) -> Option<&Bytes> {
-        self.entries.keys().nth(index)
+    pub fn nth_key(&self, index: usize) -> Option<&[u8]> {
+        self.table.iter().nth(index).map(Node::key)
     }
 
     /// A page of keys for SCAN: up to `count` keys from position `from`.
@@ -192,24 +228,32 @@ impl Db {
     pub fn scan_page(&self, from: usize, count: usize, now: u64) -> (Vec<(Bytes, ValueKind)>, usize) {
         let mut out = Vec::new();
         let mut pos = from;
-        for (key, entry) in self.entries.iter().skip(from).take(count) {
+        for node in self.table.iter().skip(from).take(count) {
             pos += 1;
-            if entry.expire_at == 0 || entry.expire_at > now {
-                out.push((key.clone(), entry.value.kind()));
+            if node.expire_at() == 0 || node.expire_at() > now {
+                out.push((Bytes::copy_from_slice(node.key()), node.value().kind()));
             }
         }
-        let next = if pos >= self.entries.len() { 0 } else { pos };
+        let next = if pos >= self.table.len() { 0 } else { pos };
         (out, next)
     }
 
     /// Approximate heap bytes used by this database's data.
     pub fn memory_estimate(&self) -> usize {
-        let per_entry = std::mem::size_of::<(Bytes, Entry)>() + 8;
-        self.entries
+        let slots = self.table.capacity() * (size_of::<Node>() + 1);
+        let blocks = self
+            .table
             .iter()
-            .map(|(k, e)| per_entry + k.len() + e.value.heap_size())
-            .sum::<usize>()
-            + self.deadlines.len() * 48
+            .map(|n| {
+                let boxed = if matches!(n.value(), ValueRef::Str(s) if s.len() <= 512) {
+                    0
+                } else {
+                    80
+                };
+                n.block_size() + boxed + n.value().heap_size()
+            })
+            .sum::<usize>();
+        slots + blocks + self.deadlines.len() * 48
     }
 }
 
@@ -246,6 +290,6 @@ mod tests {
         db.set_with_expire(b"k", Value::Str(Bytes::new()), 50);
         db.set(b"k", Value::Str(Bytes::new()));
         assert_eq!(db.expires_len(), 0);
-        assert_eq!(db.get(b"k", 1000).unwrap().expire_at, 0);
+        assert_eq!(db.get(b"k", 1000).unwrap().expire_at(), 0);
     }
 }

@@ -9,9 +9,9 @@ use super::{HashBuilder, Map};
 #[derive(Debug, Clone)]
 pub enum Value {
     Str(Bytes),
-    List(VecDeque<Bytes>),
-    Set(HashSet<Bytes, HashBuilder>),
-    Hash(Map<Bytes, Bytes>),
+    List(List),
+    Set(Set),
+    Hash(Hash),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,14 +44,36 @@ impl ValueKind {
     }
 }
 
+pub type List = VecDeque<Bytes>;
+pub type Set = HashSet<Bytes, HashBuilder>;
+pub type Hash = Map<Bytes, Bytes>;
+
+/// A stored value, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Str(&'a [u8]),
+    List(&'a List),
+    Set(&'a Set),
+    Hash(&'a Hash),
+}
+
+/// A stored value, borrowed for change. Strings are replaced whole
+/// (`Node::set_value`), collections change in place.
+#[derive(Debug)]
+pub enum ValueMut<'a> {
+    Str(&'a [u8]),
+    List(&'a mut List),
+    Set(&'a mut Set),
+    Hash(&'a mut Hash),
+}
+
 impl Value {
     pub fn kind(&self) -> ValueKind {
-        match self {
-            Value::Str(_) => ValueKind::Str,
-            Value::List(_) => ValueKind::List,
-            Value::Set(_) => ValueKind::Set,
-            Value::Hash(_) => ValueKind::Hash,
-        }
+        self.as_ref().kind()
+    }
+
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        ValueRef::of(self)
     }
 
     pub fn new_set() -> Value {
@@ -61,11 +83,40 @@ impl Value {
     pub fn new_hash() -> Value {
         Value::Hash(Map::default())
     }
+}
+
+impl<'a> ValueRef<'a> {
+    pub fn of(value: &'a Value) -> ValueRef<'a> {
+        match value {
+            Value::Str(s) => ValueRef::Str(s),
+            Value::List(l) => ValueRef::List(l),
+            Value::Set(s) => ValueRef::Set(s),
+            Value::Hash(h) => ValueRef::Hash(h),
+        }
+    }
+
+    pub fn kind(self) -> ValueKind {
+        match self {
+            ValueRef::Str(_) => ValueKind::Str,
+            ValueRef::List(_) => ValueKind::List,
+            ValueRef::Set(_) => ValueKind::Set,
+            ValueRef::Hash(_) => ValueKind::Hash,
+        }
+    }
+
+    pub fn to_owned(self) -> Value {
+        match self {
+            ValueRef::Str(s) => Value::Str(Bytes::copy_from_slice(s)),
+            ValueRef::List(l) => Value::List(l.clone()),
+            ValueRef::Set(s) => Value::Set(s.clone()),
+            ValueRef::Hash(h) => Value::Hash(h.clone()),
+        }
+    }
 
     /// The encoding OBJECT ENCODING reports, following Redis's thresholds.
-    pub fn encoding(&self) -> &'static str {
+    pub fn encoding(self) -> &'static str {
         match self {
-            Value::Str(s) => {
+            ValueRef::Str(s) => {
                 if s.len() <= 20 && parse_i64(s).is_some() {
                     "int"
                 } else if s.len() <= 44 {
@@ -74,14 +125,14 @@ impl Value {
                     "raw"
                 }
             }
-            Value::List(l) => {
+            ValueRef::List(l) => {
                 if l.len() <= 128 && l.iter().all(|e| e.len() <= 64) {
                     "listpack"
                 } else {
                     "quicklist"
                 }
             }
-            Value::Set(s) => {
+            ValueRef::Set(s) => {
                 if s.len() <= 512 && s.iter().all(|m| parse_i64(m).is_some()) {
                     "intset"
                 } else if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) {
@@ -90,7 +141,7 @@ impl Value {
                     "hashtable"
                 }
             }
-            Value::Hash(h) => {
+            ValueRef::Hash(h) => {
                 if h.len() <= 128 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) {
                     "listpack"
                 } else {
@@ -100,13 +151,33 @@ impl Value {
         }
     }
 
-    /// Approximate heap bytes held by the value.
-    pub fn heap_size(&self) -> usize {
+    /// Approximate heap bytes held by the value outside its key's block.
+    pub fn heap_size(self) -> usize {
         match self {
-            Value::Str(s) => s.len(),
-            Value::List(l) => l.iter().map(|e| e.len() + 32).sum(),
-            Value::Set(s) => s.iter().map(|m| m.len() + 40).sum(),
-            Value::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 72).sum(),
+            ValueRef::Str(s) => s.len(),
+            ValueRef::List(l) => l.iter().map(|e| e.len() + 32).sum(),
+            ValueRef::Set(s) => s.iter().map(|m| m.len() + 40).sum(),
+            ValueRef::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 72).sum(),
+        }
+    }
+}
+
+impl<'a> ValueMut<'a> {
+    pub fn of(value: &'a mut Value) -> ValueMut<'a> {
+        match value {
+            Value::Str(s) => ValueMut::Str(s),
+            Value::List(l) => ValueMut::List(l),
+            Value::Set(s) => ValueMut::Set(s),
+            Value::Hash(h) => ValueMut::Hash(h),
+        }
+    }
+
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            ValueMut::Str(s) => ValueRef::Str(s),
+            ValueMut::List(l) => ValueRef::List(l),
+            ValueMut::Set(s) => ValueRef::Set(s),
+            ValueMut::Hash(h) => ValueRef::Hash(h),
         }
     }
 }
