@@ -173,6 +173,28 @@ fn malformed_input_closes_only_that_connection() {
 }
 
 #[test]
+fn a_protocol_error_after_a_long_pipeline_comes_after_every_reply() {
+    // More commands than one batch (64), on both shards, then bad input.
+    let server = common::mayfly();
+    let mut s = raw_conn(server.port);
+    let mut input = Vec::new();
+    for i in 0..150 {
+        input.extend_from_slice(format!("*3\r\n$3\r\nSET\r\n$6\r\nk:{i:04}\r\n$1\r\nv\r\n").as_bytes());
+        input.extend_from_slice(format!("*2\r\n$4\r\nINCR\r\n$6\r\nn:{:04}\r\n", i % 7).as_bytes());
+    }
+    input.extend_from_slice(b"*1\r\n$-5\r\n");
+    s.write_all(&input).unwrap();
+    let mut want = String::new();
+    for i in 0..150 {
+        want.push_str(&format!("+OK\r\n:{}\r\n", i / 7 + 1));
+    }
+    want.push_str("-ERR Protocol error: invalid bulk length\r\n");
+    let out = read_some(&mut s, want.len());
+    assert_eq!(String::from_utf8_lossy(&out), want);
+    assert!(peer_closed(&mut s));
+}
+
+#[test]
 fn unknown_commands_and_arity_errors_use_redis_text() {
     let server = common::mayfly();
     let mut c = server.conn();

@@ -357,6 +357,26 @@ pub struct Sent {
 /// sent to it in order, and a core runs the work other cores sent before
 /// any task woken later (see the `server::net` driver), so whoever sees the
 /// effect of a later command of the batch also sees the earlier ones.
+/// Starts loading, into the cache, the entries that a batch of pipelined
+/// commands will read on this core's shard, so that their memory
+/// latencies overlap instead of following one another.
+pub fn prefetch(session: &Session, batch: &[(Option<&'static CommandSpec>, Vec<Bytes>)]) {
+    let core = session.core();
+    let Ok(shard) = core.shard.try_borrow() else { return };
+    let Some(db) = shard.dbs.get(session.db as usize) else {
+        return;
+    };
+    for (spec, args) in batch {
+        if let Some(spec) = spec
+            && matches!(spec.exec, Exec::Key(_))
+            && let Some(key) = args.get(spec.first_key as usize)
+            && core.shard_of(key) == core.id
+        {
+            db.prefetch(key);
+        }
+    }
+}
+
 pub fn send_if_remote(
     session: &mut Session,
     spec: Option<&'static CommandSpec>,

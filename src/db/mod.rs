@@ -72,6 +72,15 @@ impl Db {
         self.table.find_mut(hash, |n| n.key() == key)
     }
 
+    /// Asks the CPU to start loading `key`'s entry (see `cmd::prefetch`).
+    pub fn prefetch(&self, key: &[u8]) {
+        // Every candidate slot's block is prefetched; none is taken.
+        self.table.find(self.hash(key), |n| {
+            n.prefetch();
+            false
+        });
+    }
+
     /// Drops `key` if its deadline has passed. Returns true if it was dropped.
     fn expire_if_due(&mut self, key: &[u8], now: u64) -> bool {
         if self.deadlines.is_empty() {

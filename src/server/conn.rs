@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use std::panic::AssertUnwindSafe;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::FutureExt;
 
 use super::net::Stream;
@@ -91,61 +91,74 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
     let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
     // Single-key commands sent to other cores, replies not yet encoded.
     let mut sent: VecDeque<cmd::Sent> = VecDeque::new();
+    let mut batch: Vec<(Option<&'static cmd::CommandSpec>, Vec<Bytes>)> = Vec::with_capacity(BATCH);
     loop {
         if stream.read_into(&mut input).await? == 0 {
             return Ok(());
         }
         session.info.borrow_mut().last_active = std::time::Instant::now();
         loop {
-            match resp::decode_command(&mut input, &limits) {
-                Ok(Some(args)) => {
-                    if args.is_empty() {
-                        continue;
-                    }
-                    // A pipelined batch: commands for other cores' shards
-                    // are all sent before any reply is awaited.
-                    let spec = cmd::lookup(&args[0]);
-                    let args = match cmd::send_if_remote(session, spec, args) {
-                        Ok(s) => {
-                            sent.push_back(s);
-                            continue;
-                        }
-                        Err(args) => args,
-                    };
-                    collect(session, &mut sent, &mut out).await;
-                    session.info.borrow_mut().busy = true;
-                    // A bug must cost one connection, never the whole core.
-                    let outcome = AssertUnwindSafe(cmd::dispatch(session, spec, args))
-                        .catch_unwind()
-                        .await;
-                    session.info.borrow_mut().busy = false;
-                    let Ok(reply) = outcome else {
-                        crate::log_warning!("internal error while serving client {}; closing it", session.id);
-                        resp::encode(&Reply::Error("ERR internal error"), session.proto, &mut out);
-                        stream.write_all(&out).await?;
-                        return Ok(());
-                    };
-                    resp::encode(&reply, session.proto, &mut out);
-                    if session.quit || session.info.borrow().killed {
-                        stream.write_all(&out).await?;
-                        return Ok(());
-                    }
-                    if out.len() >= OUT_HIGH_WATER {
-                        stream.write_all(&out).await?;
-                        out.clear();
+            let mut failure = None;
+            while batch.len() < BATCH {
+                match resp::decode_command(&mut input, &limits) {
+                    Ok(Some(args)) if args.is_empty() => {}
+                    Ok(Some(args)) => batch.push((cmd::lookup(&args[0]), args)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    collect(session, &mut sent, &mut out).await;
-                    let text = format!("ERR {}", e.0);
-                    resp::encode(&Reply::ErrorOwned(text), session.proto, &mut out);
+            }
+            let full = batch.len() == BATCH;
+            if batch.len() > 1 {
+                cmd::prefetch(session, &batch);
+            }
+            for (spec, args) in batch.drain(..) {
+                // A pipelined batch: commands for other cores' shards
+                // are all sent before any reply is awaited.
+                let args = match cmd::send_if_remote(session, spec, args) {
+                    Ok(s) => {
+                        sent.push_back(s);
+                        if sent.len() >= MAX_SENT {
+                            collect(session, &mut sent, &mut out).await;
+                        }
+                        continue;
+                    }
+                    Err(args) => args,
+                };
+                collect(session, &mut sent, &mut out).await;
+                session.info.borrow_mut().busy = true;
+                // A bug must cost one connection, never the whole core.
+                let outcome = AssertUnwindSafe(cmd::dispatch(session, spec, args))
+                    .catch_unwind()
+                    .await;
+                session.info.borrow_mut().busy = false;
+                let Ok(reply) = outcome else {
+                    crate::log_warning!("internal error while serving client {}; closing it", session.id);
+                    resp::encode(&Reply::Error("ERR internal error"), session.proto, &mut out);
+                    stream.write_all(&out).await?;
+                    return Ok(());
+                };
+                resp::encode(&reply, session.proto, &mut out);
+                if session.quit || session.info.borrow().killed {
                     stream.write_all(&out).await?;
                     return Ok(());
                 }
+                if out.len() >= OUT_HIGH_WATER {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
             }
-            if sent.len() >= MAX_SENT {
+            if let Some(e) = failure {
                 collect(session, &mut sent, &mut out).await;
+                let text = format!("ERR {}", e.0);
+                resp::encode(&Reply::ErrorOwned(text), session.proto, &mut out);
+                stream.write_all(&out).await?;
+                return Ok(());
+            }
+            if !full {
+                break;
             }
         }
         collect(session, &mut sent, &mut out).await;
@@ -158,6 +171,10 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
         }
     }
 }
+
+/// Commands decoded from the input and run as one batch, at most: their
+/// keys are prefetched together before the first runs.
+const BATCH: usize = 64;
 
 /// Commands sent to other cores and not yet answered, at most.
 const MAX_SENT: usize = 1024;
