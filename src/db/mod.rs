@@ -38,6 +38,29 @@ pub struct Db {
     pub expired_count: u64,
 }
 
+/// Key equality, inline for the usual short keys: a call to `memcmp` per
+/// lookup cost more than the comparison itself.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if !(8..=64).contains(&n) {
+        return a == b;
+    }
+    let word = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let mut at = 0;
+    while at + 8 <= n {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The tail, as the last 8 bytes (overlapping what was compared).
+    at == n || word(a, n - 8) == word(b, n - 8)
+}
+
 /// Milliseconds since the unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -64,12 +87,12 @@ impl Db {
     }
 
     fn find(&self, key: &[u8]) -> Option<&Node> {
-        self.table.find(self.hash(key), |n| n.key() == key)
+        self.table.find(self.hash(key), |n| same_key(n.key(), key))
     }
 
     fn find_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
         let hash = self.hash(key);
-        self.table.find_mut(hash, |n| n.key() == key)
+        self.table.find_mut(hash, |n| same_key(n.key(), key))
     }
 
     /// Asks the CPU to start loading `key`'s entry (see `cmd::prefetch`).
@@ -81,27 +104,23 @@ impl Db {
         });
     }
 
-    /// Drops `key` if its deadline has passed. Returns true if it was dropped.
-    fn expire_if_due(&mut self, key: &[u8], now: u64) -> bool {
-        if self.deadlines.is_empty() {
-            return false;
-        }
-        let due = matches!(self.find(key), Some(n) if n.expire_at() != 0 && n.expire_at() <= now);
-        if due {
-            self.remove(key);
-            self.expired_count += 1;
-        }
-        due
-    }
-
+    /// The live entry at `key`; one past its deadline (`now` 0: do not
+    /// check) is dropped on the way.
     pub fn get(&mut self, key: &[u8], now: u64) -> Option<&Node> {
-        self.expire_if_due(key, now);
-        self.find(key)
+        self.get_mut(key, now).map(|n| &*n)
     }
 
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Node> {
-        self.expire_if_due(key, now);
-        self.find_mut(key)
+        let hash = self.hash(key);
+        let found = self.table.find_entry(hash, |n| same_key(n.key(), key)).ok()?;
+        let at = found.get().expire_at();
+        if at == 0 || at > now || now == 0 {
+            return Some(found.into_mut());
+        }
+        found.remove();
+        self.deadlines.remove(&(at, Bytes::copy_from_slice(key)));
+        self.expired_count += 1;
+        None
     }
 
     pub fn contains(&mut self, key: &[u8], now: u64) -> bool {
@@ -116,7 +135,7 @@ impl Db {
     /// Inserts or replaces `key` with the given deadline (0: none).
     pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
         let hash = self.hash(key);
-        let old_deadline = match self.table.find_mut(hash, |n| n.key() == key) {
+        let old_deadline = match self.table.find_mut(hash, |n| same_key(n.key(), key)) {
             Some(node) => {
                 let old = node.expire_at();
                 *node = Node::new(key, value, expire_at);
@@ -165,7 +184,7 @@ impl Db {
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
         let hash = self.hash(key);
-        let (node, _) = self.table.find_entry(hash, |n| n.key() == key).ok()?.remove();
+        let (node, _) = self.table.find_entry(hash, |n| same_key(n.key(), key)).ok()?.remove();
         let expire_at = node.expire_at();
         if expire_at != 0 {
             self.deadlines.remove(&(expire_at, Bytes::copy_from_slice(key)));
@@ -178,19 +197,21 @@ impl Db {
 
     /// Removes `key` unless it has already expired; true if a live key went.
     pub fn remove_live(&mut self, key: &[u8], now: u64) -> bool {
-        if self.expire_if_due(key, now) {
-            return false;
-        }
         let hash = self.hash(key);
-        let Ok(found) = self.table.find_entry(hash, |n| n.key() == key) else {
+        let Ok(found) = self.table.find_entry(hash, |n| same_key(n.key(), key)) else {
             return false;
         };
         let (node, _) = found.remove();
-        let expire_at = node.expire_at();
-        if expire_at != 0 {
-            self.deadlines.remove(&(expire_at, Bytes::copy_from_slice(key)));
+        let at = node.expire_at();
+        if at == 0 {
+            return true;
         }
-        true
+        self.deadlines.remove(&(at, Bytes::copy_from_slice(key)));
+        let live = at > now || now == 0;
+        if !live {
+            self.expired_count += 1;
+        }
+        live
     }
 
     pub fn clear(&mut self) {
@@ -211,7 +232,7 @@ impl Db {
             }
             let (_, key) = self.deadlines.pop_first().expect("checked above");
             let hash = self.hash(&key);
-            if let Ok(found) = self.table.find_entry(hash, |n| n.key() == &key[..]) {
+            if let Ok(found) = self.table.find_entry(hash, |n| same_key(n.key(), &key)) {
                 found.remove();
             }
             removed += 1;
@@ -269,6 +290,20 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_compare_exactly_at_every_length() {
+        for n in 0..80 {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(same_key(&a, &a.clone()));
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 1;
+                assert!(!same_key(&a, &b), "length {n}, byte {i}");
+            }
+            assert!(!same_key(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
 
     #[test]
     fn lazy_expiry_hides_and_drops_the_key() {

@@ -6,7 +6,7 @@
 //! carrying Redis's exact protocol error text; the caller replies with it and
 //! closes that one connection.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// Longest inline request or header line accepted without a newline.
 const MAX_INLINE: usize = 64 * 1024;
@@ -128,9 +128,14 @@ fn decode_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Decode
         return Ok(Some(Vec::new()));
     }
     let count = count as usize;
-    // First pass: check that every element is complete, remembering spans.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
+    // First pass: check that every element is complete, remembering spans
+    // (on the stack for the usual few arguments).
+    let mut few = [(0usize, 0usize); FEW_ARGS];
+    let mut many: Vec<(usize, usize)> = Vec::new();
+    if count > FEW_ARGS {
+        many.reserve(count.min(1024));
+    }
+    for i in 0..count {
         if pos >= buf.len() {
             return Ok(None);
         }
@@ -159,18 +164,29 @@ fn decode_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Decode
             }
             return Ok(None);
         }
-        spans.push((data, len));
+        if count > FEW_ARGS {
+            many.push((data, len));
+        } else {
+            few[i] = (data, len);
+        }
         pos = data + len + 2;
     }
-    // Second pass: cut the command out and slice its arguments.
-    let frame = buf.split_to(pos).freeze();
-    Ok(Some(
-        spans
-            .into_iter()
-            .map(|(start, len)| frame.slice(start..start + len))
-            .collect(),
-    ))
+    // Second pass: cut the command out and slice its arguments; the frame
+    // itself becomes the last one (one reference count fewer to change).
+    let spans = if count > FEW_ARGS { &many[..] } else { &few[..count] };
+    let mut frame = buf.split_to(pos).freeze();
+    let mut args = Vec::with_capacity(count);
+    let (&(last_start, last_len), rest) = spans.split_last().expect("count > 0");
+    args.extend(rest.iter().map(|&(start, len)| frame.slice(start..start + len)));
+    frame.truncate(last_start + last_len);
+    frame.advance(last_start);
+    args.push(frame);
+    Ok(Some(args))
 }
+
+/// Commands with up to this many arguments are decoded without a heap
+/// allocation besides their argument vector.
+const FEW_ARGS: usize = 8;
 
 fn expected_dollar(got: u8) -> &'static str {
     // Redis names the offending byte; the 256 messages are built once.
