@@ -135,7 +135,8 @@ fn decode_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Decode
     if count > FEW_ARGS {
         many.reserve(count.min(1024));
     }
-    for i in 0..count {
+    let mut seen = 0;
+    for _ in 0..count {
         if pos >= buf.len() {
             return Ok(None);
         }
@@ -167,7 +168,8 @@ fn decode_multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Decode
         if count > FEW_ARGS {
             many.push((data, len));
         } else {
-            few[i] = (data, len);
+            few[seen] = (data, len);
+            seen += 1;
         }
         pos = data + len + 2;
     }
