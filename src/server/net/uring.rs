@@ -97,6 +97,10 @@ pub fn start(spin: Duration) -> io::Result<()> {
     Ok(())
 }
 
+/// The kernel's flag for a RECV that polls before it reads (io_uring.h);
+/// the io-uring crate does not re-export it.
+const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+
 struct ConnState {
     fd: RawFd,
     buf: Box<[u8]>,
@@ -391,7 +395,11 @@ impl Reactor {
 
     fn arm_recv(&self, c: &mut ConnState, slot: usize) {
         c.recv_inflight = true;
+        // The RECV is armed as soon as the last data is taken, before the
+        // request is answered, so the socket is almost always empty: poll
+        // first instead of trying (and failing) to read at once.
         let sqe = opcode::Recv::new(types::Fd(c.fd), c.buf.as_mut_ptr(), c.buf.len() as u32)
+            .ioprio(IORING_RECVSEND_POLL_FIRST)
             .build()
             .user_data(user_data(slot, OP_RECV));
         // SAFETY: `buf` is a boxed slice owned by the slot, which lives until
