@@ -4,14 +4,16 @@
 //! of deadlines so that expired keys free their memory without being
 //! touched. Nothing here is shared between threads.
 
+mod deadlines;
 mod node;
 mod value;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use hashbrown::HashTable;
 
+use deadlines::Deadlines;
 pub use node::Node;
 pub use value::{Value, ValueKind, ValueMut, ValueRef, parse_i64};
 
@@ -33,7 +35,7 @@ pub struct Db {
     table: HashTable<Node>,
     hasher: HashBuilder,
     /// (deadline, key) for every key with a TTL, oldest first.
-    deadlines: BTreeSet<(u64, Bytes)>,
+    deadlines: Deadlines,
     /// Keys removed by expiry, lazily or actively.
     pub expired_count: u64,
 }
@@ -118,7 +120,7 @@ impl Db {
             return Some(found.into_mut());
         }
         found.remove();
-        self.deadlines.remove(&(at, Bytes::copy_from_slice(key)));
+        self.deadlines.change(key, at, 0);
         self.expired_count += 1;
         None
     }
@@ -148,14 +150,7 @@ impl Db {
                 0
             }
         };
-        if old_deadline != expire_at {
-            if old_deadline != 0 {
-                self.deadlines.remove(&(old_deadline, Bytes::copy_from_slice(key)));
-            }
-            if expire_at != 0 {
-                self.deadlines.insert((expire_at, Bytes::copy_from_slice(key)));
-            }
-        }
+        self.deadlines.change(key, old_deadline, expire_at);
     }
 
     /// Sets the deadline of an existing key; false if the key is missing.
@@ -165,12 +160,7 @@ impl Db {
         };
         let old = node.expire_at();
         node.set_expire_at(at);
-        if old != 0 {
-            self.deadlines.remove(&(old, Bytes::copy_from_slice(key)));
-        }
-        if at != 0 {
-            self.deadlines.insert((at, Bytes::copy_from_slice(key)));
-        }
+        self.deadlines.change(key, old, at);
         true
     }
 
@@ -187,7 +177,7 @@ impl Db {
         let (node, _) = self.table.find_entry(hash, |n| same_key(n.key(), key)).ok()?.remove();
         let expire_at = node.expire_at();
         if expire_at != 0 {
-            self.deadlines.remove(&(expire_at, Bytes::copy_from_slice(key)));
+            self.deadlines.change(key, expire_at, 0);
         }
         Some(Entry {
             value: node.into_value(),
@@ -206,7 +196,7 @@ impl Db {
         if at == 0 {
             return true;
         }
-        self.deadlines.remove(&(at, Bytes::copy_from_slice(key)));
+        self.deadlines.change(key, at, 0);
         let live = at > now || now == 0;
         if !live {
             self.expired_count += 1;
@@ -216,7 +206,7 @@ impl Db {
 
     pub fn clear(&mut self) {
         self.table = HashTable::new();
-        self.deadlines = BTreeSet::new();
+        self.deadlines.clear();
     }
 
     /// Removes up to `budget` keys whose deadline has passed.
@@ -224,13 +214,9 @@ impl Db {
     pub fn expire_cycle(&mut self, now: u64, budget: usize) -> usize {
         let mut removed = 0;
         while removed < budget {
-            let Some((at, _)) = self.deadlines.first() else {
+            let Some(key) = self.deadlines.pop_due(now) else {
                 break;
             };
-            if *at > now {
-                break;
-            }
-            let (_, key) = self.deadlines.pop_first().expect("checked above");
             let hash = self.hash(&key);
             if let Ok(found) = self.table.find_entry(hash, |n| same_key(n.key(), &key)) {
                 found.remove();

@@ -275,9 +275,16 @@ impl Node {
         *self = fresh;
     }
 
-    /// Rebuilds the block with `deadline` (0: none), moving the value.
+    /// Sets the deadline (0: none): in place when the block has one
+    /// already and keeps it, else by rebuilding the block, moving the value.
     pub(super) fn set_expire_at(&mut self, deadline: u64) {
         let parts = self.parts();
+        if parts.tag & HAS_DEADLINE != 0 && deadline != 0 {
+            let b = deadline.to_le_bytes();
+            // SAFETY: a block with a deadline holds 8 bytes at deadline_at.
+            unsafe { ptr::copy_nonoverlapping(b.as_ptr(), self.0.as_ptr().add(parts.deadline_at), 8) };
+            return;
+        }
         let fresh = match self.boxed(&parts) {
             Some(v) => Node::build(self.key(), Payload::Boxed(v), deadline),
             None => match self.value() {
@@ -371,10 +378,12 @@ mod tests {
         }
         node.set_expire_at(42);
         assert_eq!(node.expire_at(), 42);
+        node.set_expire_at(43);
+        assert_eq!(node.expire_at(), 43);
         assert_eq!(node.key(), b"k");
         assert!(matches!(node.value(), ValueRef::Set(set) if set.len() == 1));
         node.set_value(s(b"now a string"));
-        assert_eq!(node.expire_at(), 42);
+        assert_eq!(node.expire_at(), 43);
         assert_eq!(node.value(), ValueRef::Str(b"now a string"));
         node.set_expire_at(0);
         assert_eq!(node.expire_at(), 0);
