@@ -26,7 +26,7 @@ mkdir -p "$OUT"
 
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 (cd "$ROOT" && cargo build --release --quiet --bins)
-MAYFLY="$ROOT/target/release/mayfly"
+MAYFLY="${MAYFLY_BIN:-$ROOT/target/release/mayfly}"
 BENCH="$ROOT/target/release/mayfly-bench"
 TCK=$(getconf CLK_TCK)
 

@@ -77,7 +77,11 @@ impl Deadlines {
         if old == new {
             return;
         }
-        let taken = if old != 0 { self.set.take(&(old, key) as &dyn Due) } else { None };
+        let taken = if old != 0 {
+            self.set.take(&(old, key) as &dyn Due)
+        } else {
+            None
+        };
         if new == 0 {
             return;
         }
