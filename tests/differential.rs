@@ -215,6 +215,89 @@ fn string_sizes_and_ttls_survive_edits_like_redis() {
     ]);
 }
 
+/// Small sets and hashes are packed as Redis's listpack and intset are,
+/// and convert at Redis's limits; OBJECT ENCODING and the order of a
+/// packed collection's SSCAN/HSCAN must match.
+#[test]
+fn packed_collections_convert_at_redis_limits() {
+    let mut script: Vec<Vec<String>> = Vec::new();
+    let mut run = |args: &[&str]| script.push(args.iter().map(|a| a.to_string()).collect());
+    // A set of integers: intset up to 512 members, then a table.
+    for i in 0..512 {
+        run(&["SADD", "ints", &i.to_string()]);
+    }
+    run(&["OBJECT", "ENCODING", "ints"]);
+    run(&["SSCAN", "ints", "0", "COUNT", "5"]);
+    run(&["SADD", "ints", "512"]);
+    run(&["OBJECT", "ENCODING", "ints"]);
+    run(&["SCARD", "ints"]);
+    // A set of strings: a table at 129 members. (Small ones are listpacks
+    // as in Redis 7.2, which Debian's 7.0 lacks: see the test below.)
+    run(&["SADD", "mixed", "1", "2", "x"]);
+    run(&["SREM", "mixed", "2", "nope"]);
+    for i in 0..126 {
+        run(&["SADD", "mixed", &format!("m{i}")]);
+    }
+    run(&["SADD", "mixed", "one-more"]);
+    run(&["OBJECT", "ENCODING", "mixed"]);
+    run(&["SISMEMBER", "mixed", "m77"]);
+    // A long member converts at once.
+    let long = "L".repeat(65);
+    run(&["SADD", "longset", "a", &long]);
+    run(&["OBJECT", "ENCODING", "longset"]);
+    run(&["SMEMBERS", "longset"]);
+    // Hashes: updates keep a field's place; 513 fields or a 65-byte value
+    // make a table.
+    run(&["HSET", "h", "a", "1", "b", "2", "c", "3"]);
+    run(&["HSET", "h", "a", "changed", "d", "4"]);
+    run(&["HSCAN", "h", "0"]);
+    run(&["HDEL", "h", "b", "zz"]);
+    run(&["HSCAN", "h", "0"]);
+    run(&["HINCRBY", "h", "d", "5"]);
+    run(&["HINCRBYFLOAT", "h", "f", "1.5"]);
+    run(&["HSCAN", "h", "0"]);
+    run(&["OBJECT", "ENCODING", "h"]);
+    for i in 0..508 {
+        run(&["HSET", "h", &format!("f{i}"), "v"]);
+    }
+    run(&["HLEN", "h"]);
+    run(&["OBJECT", "ENCODING", "h"]);
+    run(&["HSET", "h", "last", "v"]);
+    run(&["OBJECT", "ENCODING", "h"]);
+    run(&["HGET", "h", "a"]);
+    run(&["HSET", "hv", "f", &long]);
+    run(&["OBJECT", "ENCODING", "hv"]);
+    run(&["HGET", "hv", "f"]);
+    run(&["HSETNX", "hv", "f", "x"]);
+    run(&["HSTRLEN", "hv", "f"]);
+    let commands: Vec<Vec<&str>> = script.iter().map(|c| c.iter().map(String::as_str).collect()).collect();
+    let refs: Vec<&[&str]> = commands.iter().map(Vec::as_slice).collect();
+    check(&refs);
+}
+
+/// Redis 7.2's listpack sets (Debian's 7.0 has none): a small set of
+/// strings is packed, SSCAN returns it whole, 129 members make a table.
+#[test]
+fn small_string_sets_are_listpacks_as_in_redis_7_2() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let enc = |c: &mut redis::Connection| reply(c, &["OBJECT", "ENCODING", "s"]);
+    reply(&mut c, &["SADD", "s", "1", "2"]);
+    assert_eq!(enc(&mut c), "bulk-string('\"intset\"')");
+    reply(&mut c, &["SADD", "s", "x"]);
+    assert_eq!(enc(&mut c), "bulk-string('\"listpack\"')");
+    for i in 0..125 {
+        reply(&mut c, &["SADD", "s", &format!("m{i}")]);
+    }
+    let scan = reply(&mut c, &["SSCAN", "s", "0", "COUNT", "2"]);
+    assert!(scan.starts_with("array([bulk-string('\"0\"')"), "{scan}");
+    assert_eq!(scan.matches("bulk-string").count(), 1 + 128);
+    assert_eq!(enc(&mut c), "bulk-string('\"listpack\"')");
+    reply(&mut c, &["SADD", "s", "one-more"]);
+    assert_eq!(enc(&mut c), "bulk-string('\"hashtable\"')");
+    assert_eq!(reply(&mut c, &["SCARD", "s"]), "int(129)");
+}
+
 #[test]
 fn collections_match_redis() {
     check(&[

@@ -7,7 +7,7 @@ use super::parse::{float, format_float, glob_match, int, parse_f64, upper};
 use super::set::{drop_if_empty, scan_cursor};
 use super::{CommandSpec, Exec, OpCtx, spec};
 use crate::cmd::flags::*;
-use crate::db::{Map, Value, ValueMut, parse_i64};
+use crate::db::{Hash, Value, ValueMut, parse_i64};
 use crate::error;
 use crate::resp::Reply;
 
@@ -36,7 +36,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("hscan", -3, READONLY, (1, 1, 1), Exec::Key(hscan)),
 ];
 
-type FieldMap = Map<Bytes, Bytes>;
+type FieldMap = Hash;
 
 /// The hash at `key`: Ok(None) if missing, WRONGTYPE if not a hash.
 fn hash_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut FieldMap>, Reply> {
@@ -63,13 +63,8 @@ fn store_pairs(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Result<i64, Reply> {
     let hash = hash_or_create(ctx, &args[1])?;
     let mut added = 0;
     for pair in args[2..].chunks(2) {
-        let value = Bytes::copy_from_slice(&pair[1]);
-        match hash.get_mut(pair[0].as_ref()) {
-            Some(v) => *v = value,
-            None => {
-                hash.insert(Bytes::copy_from_slice(&pair[0]), value);
-                added += 1;
-            }
+        if hash.insert(&pair[0], &pair[1]) {
+            added += 1;
         }
     }
     Ok(added)
@@ -90,7 +85,7 @@ fn hsetnx(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     match hash_or_create(ctx, &args[1]) {
         Ok(h) if h.contains_key(args[2].as_ref()) => Reply::Int(0),
         Ok(h) => {
-            h.insert(Bytes::copy_from_slice(&args[2]), Bytes::copy_from_slice(&args[3]));
+            h.insert(&args[2], &args[3]);
             Reply::Int(1)
         }
         Err(e) => e,
@@ -100,7 +95,7 @@ fn hsetnx(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 /// HGET key field
 fn hget(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     match hash_at(ctx, &args[1]) {
-        Ok(h) => Reply::from(h.and_then(|h| h.get(args[2].as_ref()).cloned())),
+        Ok(h) => Reply::from(h.and_then(|h| h.get(args[2].as_ref()).map(Bytes::copy_from_slice))),
         Err(e) => e,
     }
 }
@@ -111,7 +106,7 @@ fn hmget(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(h) => Reply::Array(
             args[2..]
                 .iter()
-                .map(|f| Reply::from(h.as_ref().and_then(|h| h.get(f.as_ref()).cloned())))
+                .map(|f| Reply::from(h.as_ref().and_then(|h| h.get(f.as_ref()).map(Bytes::copy_from_slice))))
                 .collect(),
         ),
         Err(e) => e,
@@ -124,7 +119,7 @@ fn hgetall(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(h) => Reply::Map(
             h.into_iter()
                 .flat_map(|h| h.iter())
-                .map(|(k, v)| (Reply::Bulk(k.clone()), Reply::Bulk(v.clone())))
+                .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
                 .collect(),
         ),
         Err(e) => e,
@@ -134,7 +129,7 @@ fn hgetall(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 /// HDEL key field [field ...]
 fn hdel(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let removed = match hash_at(ctx, &args[1]) {
-        Ok(Some(h)) => args[2..].iter().filter(|f| h.remove(f.as_ref()).is_some()).count(),
+        Ok(Some(h)) => args[2..].iter().filter(|f| h.remove(f.as_ref())).count(),
         Ok(None) => 0,
         Err(e) => return e,
     };
@@ -161,12 +156,7 @@ fn hlen(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 /// HKEYS key
 fn hkeys(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     match hash_at(ctx, &args[1]) {
-        Ok(h) => Reply::Array(
-            h.into_iter()
-                .flat_map(|h| h.keys())
-                .map(|k| Reply::Bulk(k.clone()))
-                .collect(),
-        ),
+        Ok(h) => Reply::Array(h.into_iter().flat_map(|h| h.keys()).map(Reply::bulk).collect()),
         Err(e) => e,
     }
 }
@@ -174,12 +164,7 @@ fn hkeys(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 /// HVALS key
 fn hvals(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     match hash_at(ctx, &args[1]) {
-        Ok(h) => Reply::Array(
-            h.into_iter()
-                .flat_map(|h| h.values())
-                .map(|v| Reply::Bulk(v.clone()))
-                .collect(),
-        ),
+        Ok(h) => Reply::Array(h.into_iter().flat_map(|h| h.values()).map(Reply::bulk).collect()),
         Err(e) => e,
     }
 }
@@ -204,7 +189,7 @@ fn hincrby(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let Some(next) = current.checked_add(delta) else {
         return Reply::Error(error::OVERFLOW);
     };
-    hash.insert(Bytes::copy_from_slice(&args[2]), Bytes::from(next.to_string()));
+    hash.insert(&args[2], next.to_string().as_bytes());
     Reply::Int(next)
 }
 
@@ -230,7 +215,7 @@ fn hincrbyfloat(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         return Reply::Error(error::INCR_NAN_OR_INF);
     }
     let text = Bytes::from(format_float(next));
-    hash.insert(Bytes::copy_from_slice(&args[2]), text.clone());
+    hash.insert(&args[2], &text);
     Reply::Bulk(text)
 }
 
@@ -279,7 +264,7 @@ fn hrandfield(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         seed ^= seed << 17;
         seed
     };
-    let entries: Vec<(&Bytes, &Bytes)> = hash.iter().collect();
+    let entries: Vec<(&[u8], &[u8])> = hash.iter().collect();
     let picks: Vec<usize> = match count {
         None => vec![(rng() % entries.len() as u64) as usize],
         Some(n) if n >= 0 => {
@@ -297,13 +282,13 @@ fn hrandfield(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
             .collect(),
     };
     if count.is_none() {
-        return Reply::Bulk(entries[picks[0]].0.clone());
+        return Reply::bulk(entries[picks[0]].0);
     }
     let mut out = Vec::new();
     for i in picks {
-        out.push(Reply::Bulk(entries[i].0.clone()));
+        out.push(Reply::bulk(entries[i].0));
         if with_values {
-            out.push(Reply::Bulk(entries[i].1.clone()));
+            out.push(Reply::bulk(entries[i].1));
         }
     }
     Reply::Array(out)
@@ -323,17 +308,23 @@ fn hscan(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(vec![])]),
         Err(e) => return e,
     };
+    // A packed hash comes back whole, whatever COUNT says, as in Redis.
+    let (cursor, count) = if hash.is_packed() {
+        (0, usize::MAX)
+    } else {
+        (cursor, opts.count)
+    };
     let mut page = Vec::new();
-    for (k, v) in hash.iter().skip(cursor).take(opts.count) {
+    for (k, v) in hash.iter().skip(cursor).take(count) {
         if opts.pattern.as_ref().is_none_or(|p| glob_match(p, k)) {
-            page.push(Reply::Bulk(k.clone()));
-            page.push(Reply::Bulk(v.clone()));
+            page.push(Reply::bulk(k));
+            page.push(Reply::bulk(v));
         }
     }
-    let next = if cursor + opts.count >= hash.len() {
+    let next = if cursor.saturating_add(count) >= hash.len() {
         0
     } else {
-        cursor + opts.count
+        cursor + count
     };
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(page)])
 }

@@ -8,7 +8,7 @@ use super::generic::ScanArgs;
 use super::parse::{Cursor, glob_match, int, upper};
 use super::{BoxFut, CommandSpec, Exec, OpCtx, group_by_shard, numkeys_at, run_grouped, spec};
 use crate::cmd::flags::*;
-use crate::db::{HashBuilder, Value, ValueMut};
+use crate::db::{HashBuilder, Set, Value, ValueMut};
 use crate::error;
 use crate::resp::Reply;
 use crate::server::Session;
@@ -33,7 +33,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("sintercard", -3, READONLY, (2, -1, 1), Exec::Conn(sintercard)).with_keys(|a| Some(numkeys_at(a, 1))),
 ];
 
-type MemberSet = HashSet<Bytes, HashBuilder>;
+type MemberSet = Set;
 
 /// The set at `key`: Ok(None) if missing, WRONGTYPE if not a set.
 fn set_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut MemberSet>, Reply> {
@@ -66,10 +66,7 @@ fn sadd(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     let ValueMut::Set(set) = ctx.value_or_insert(&args[1], Value::new_set) else {
         return Reply::Error(error::WRONGTYPE);
     };
-    let added = args[2..]
-        .iter()
-        .filter(|m| set.insert(Bytes::copy_from_slice(m)))
-        .count();
+    let added = args[2..].iter().filter(|m| set.insert(m)).count();
     Reply::Int(added as i64)
 }
 
@@ -87,7 +84,7 @@ fn srem(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 /// SMEMBERS key
 fn smembers(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     match set_at(ctx, &args[1]) {
-        Ok(Some(set)) => members_reply(set.iter().cloned()),
+        Ok(Some(set)) => members_reply(set.iter().map(Bytes::copy_from_slice)),
         Ok(None) => Reply::Set(vec![]),
         Err(e) => e,
     }
@@ -124,7 +121,7 @@ fn scard(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 
 /// Picks `count` distinct members at random (all when count >= len).
 fn pick_distinct(rng: &mut dyn FnMut() -> u64, set: &MemberSet, count: usize) -> Vec<Bytes> {
-    let mut all: Vec<Bytes> = set.iter().cloned().collect();
+    let mut all: Vec<Bytes> = set.iter().map(Bytes::copy_from_slice).collect();
     if count >= all.len() {
         return all;
     }
@@ -214,11 +211,11 @@ fn srandmember(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
                 .collect(),
         ),
         Some(n) => {
-            let all: Vec<&Bytes> = set.iter().collect();
+            let all: Vec<&[u8]> = set.iter().collect();
             let n = n.unsigned_abs() as usize;
             Reply::Array(
                 (0..n)
-                    .map(|_| Reply::Bulk(all[(rng() % all.len() as u64) as usize].clone()))
+                    .map(|_| Reply::bulk(all[(rng() % all.len() as u64) as usize]))
                     .collect(),
             )
         }
@@ -248,17 +245,23 @@ fn sscan(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(vec![])]),
         Err(e) => return e,
     };
+    // A packed set comes back whole, whatever COUNT says, as in Redis.
+    let (cursor, count) = if set.is_packed() {
+        (0, usize::MAX)
+    } else {
+        (cursor, opts.count)
+    };
     let page: Vec<Reply> = set
         .iter()
         .skip(cursor)
-        .take(opts.count)
+        .take(count)
         .filter(|m| opts.pattern.as_ref().is_none_or(|p| glob_match(p, m)))
-        .map(|m| Reply::Bulk(m.clone()))
+        .map(Reply::bulk)
         .collect();
-    let next = if cursor + opts.count >= set.len() {
+    let next = if cursor.saturating_add(count) >= set.len() {
         0
     } else {
-        cursor + opts.count
+        cursor + count
     };
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(page)])
 }
@@ -273,7 +276,7 @@ async fn read_sets(session: &Session, keys: &[Bytes]) -> Result<Vec<Option<Vec<B
             .map(|(pos, key)| {
                 (
                     *pos,
-                    set_at(ctx, key).map(|s| s.map(|s| s.iter().cloned().collect::<Vec<_>>())),
+                    set_at(ctx, key).map(|s| s.map(|s| s.iter().map(Bytes::copy_from_slice).collect::<Vec<_>>())),
                 )
             })
             .collect::<Vec<_>>()
@@ -294,11 +297,12 @@ enum SetOp {
 }
 
 fn combine(op: SetOp, sets: Vec<Option<Vec<Bytes>>>) -> Vec<Bytes> {
+    type Scratch = HashSet<Bytes, HashBuilder>;
     let mut iter = sets.into_iter();
-    let first: MemberSet = iter.next().flatten().unwrap_or_default().into_iter().collect();
+    let first: Scratch = iter.next().flatten().unwrap_or_default().into_iter().collect();
     let mut acc = first;
     for next in iter {
-        let next: MemberSet = next.unwrap_or_default().into_iter().collect();
+        let next: Scratch = next.unwrap_or_default().into_iter().collect();
         match op {
             SetOp::Union => acc.extend(next),
             SetOp::Inter => acc.retain(|m| next.contains(m)),
@@ -347,7 +351,8 @@ fn set_op_store(session: &mut Session, args: Vec<Bytes>, op: SetOp) -> BoxFut<'_
                 let r = held
                     .run(core.shard_of(key), move |sh| {
                         let mut ctx = OpCtx::new(sh, db);
-                        set_at(&mut ctx, &k).map(|s| s.map(|s| s.iter().cloned().collect::<Vec<_>>()))
+                        set_at(&mut ctx, &k)
+                            .map(|s| s.map(|s| s.iter().map(Bytes::copy_from_slice).collect::<Vec<_>>()))
                     })
                     .await;
                 match r {
@@ -452,7 +457,7 @@ fn smove(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
             Ok(true) => {
                 held.run(core.shard_of(&dst), move |sh| {
                     if let ValueMut::Set(set) = OpCtx::new(sh, db).value_or_insert(&dst, Value::new_set) {
-                        set.insert(member);
+                        set.insert(&member);
                     }
                 })
                 .await;

@@ -6,6 +6,7 @@
 
 mod deadlines;
 mod node;
+mod packed;
 mod value;
 
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use hashbrown::HashTable;
 
 use deadlines::Deadlines;
 pub use node::Node;
+pub use packed::{Hash, Set};
 pub use value::{Value, ValueKind, ValueMut, ValueRef, parse_i64};
 
 pub type HashBuilder = ahash::RandomState;

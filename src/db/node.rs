@@ -374,7 +374,7 @@ mod tests {
     fn deadlines_and_values_change_in_place() {
         let mut node = Node::new(b"k", Value::new_set(), 0);
         if let ValueMut::Set(set) = node.value_mut() {
-            set.insert(Bytes::from_static(b"m"));
+            set.insert(b"m");
         }
         node.set_expire_at(42);
         assert_eq!(node.expire_at(), 42);

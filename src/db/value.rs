@@ -1,10 +1,8 @@
 //! The value types a key can hold.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
-
-use super::{HashBuilder, Map};
 
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -45,8 +43,7 @@ impl ValueKind {
 }
 
 pub type List = VecDeque<Bytes>;
-pub type Set = HashSet<Bytes, HashBuilder>;
-pub type Hash = Map<Bytes, Bytes>;
+pub use super::packed::{Hash, Set};
 
 /// A stored value, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,11 +74,11 @@ impl Value {
     }
 
     pub fn new_set() -> Value {
-        Value::Set(HashSet::default())
+        Value::Set(Set::default())
     }
 
     pub fn new_hash() -> Value {
-        Value::Hash(Map::default())
+        Value::Hash(Hash::default())
     }
 }
 
@@ -132,22 +129,8 @@ impl<'a> ValueRef<'a> {
                     "quicklist"
                 }
             }
-            ValueRef::Set(s) => {
-                if s.len() <= 512 && s.iter().all(|m| parse_i64(m).is_some()) {
-                    "intset"
-                } else if s.len() <= 128 && s.iter().all(|m| m.len() <= 64) {
-                    "listpack"
-                } else {
-                    "hashtable"
-                }
-            }
-            ValueRef::Hash(h) => {
-                if h.len() <= 128 && h.iter().all(|(k, v)| k.len() <= 64 && v.len() <= 64) {
-                    "listpack"
-                } else {
-                    "hashtable"
-                }
-            }
+            ValueRef::Set(s) => s.encoding(),
+            ValueRef::Hash(h) => h.encoding(),
         }
     }
 
@@ -156,8 +139,8 @@ impl<'a> ValueRef<'a> {
         match self {
             ValueRef::Str(s) => s.len(),
             ValueRef::List(l) => l.iter().map(|e| e.len() + 32).sum(),
-            ValueRef::Set(s) => s.iter().map(|m| m.len() + 40).sum(),
-            ValueRef::Hash(h) => h.iter().map(|(k, v)| k.len() + v.len() + 72).sum(),
+            ValueRef::Set(s) => s.heap_size(),
+            ValueRef::Hash(h) => h.heap_size(),
         }
     }
 }
