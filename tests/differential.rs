@@ -394,3 +394,61 @@ fn connection_commands_match_redis() {
         &["NOSUCHCOMMAND", "x"],
     ]);
 }
+
+/// Seeded random walks over sets and hashes, sized to cross the packed
+/// encodings' limits, with every reply compared: one where long items
+/// convert collections early, one with short items only, where they stay
+/// packed for long and convert on size.
+#[test]
+fn random_collection_walks_match_redis() {
+    for (seed, with_long) in [(0x5eed_1234_abcd_0001, true), (0x0dd_ba11_cafe_0002, false)] {
+        let script = walk(seed, with_long);
+        let commands: Vec<Vec<&str>> = script.iter().map(|c| c.iter().map(String::as_str).collect()).collect();
+        let refs: Vec<&[&str]> = commands.iter().map(Vec::as_slice).collect();
+        check(&refs);
+    }
+}
+
+fn walk(mut seed: u64, with_long: bool) -> Vec<Vec<String>> {
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let long = "w".repeat(70);
+    let item = |i: usize| -> String {
+        match i % 4 {
+            0 | 1 => (i % 600).to_string(),
+            3 if with_long => format!("{long}{}", i % 5),
+            _ => format!("m{}", i % 300),
+        }
+    };
+    let mut script: Vec<Vec<String>> = Vec::new();
+    for _ in 0..3000 {
+        let set = format!("s{}", next(3));
+        let other = format!("s{}", next(3));
+        let hash = format!("h{}", next(3));
+        let a = item(next(2400));
+        let b = item(next(2400));
+        let cmd: Vec<String> = match next(16) {
+            0..=3 => vec!["SADD".into(), set, a, b],
+            4 => vec!["SREM".into(), set, a, b],
+            5 => vec!["SISMEMBER".into(), set, a],
+            6 => vec!["SCARD".into(), set],
+            7 => vec!["SMOVE".into(), set, other, a],
+            8 => vec!["SINTERSTORE".into(), "dst".into(), set, other],
+            9 => vec!["SMEMBERS".into(), set],
+            10 | 11 => vec!["HSET".into(), hash, a, b],
+            12 => vec!["HDEL".into(), hash, a],
+            13 => vec!["HGET".into(), hash, a],
+            14 => vec!["HLEN".into(), hash],
+            _ => vec!["HGETALL".into(), hash],
+        };
+        script.push(cmd);
+    }
+    for k in ["h0", "h1", "h2"] {
+        script.push(vec!["OBJECT".into(), "ENCODING".into(), k.into()]);
+    }
+    script
+}
