@@ -16,7 +16,7 @@ use hashbrown::HashTable;
 
 use deadlines::Deadlines;
 pub use node::Node;
-pub use packed::{Hash, Set};
+pub use packed::{Hash, Seeded, Set};
 pub use value::{Value, ValueKind, ValueMut, ValueRef, parse_i64};
 
 pub type HashBuilder = ahash::RandomState;
@@ -35,7 +35,6 @@ pub struct Entry {
 #[derive(Default)]
 pub struct Db {
     table: HashTable<Node>,
-    hasher: HashBuilder,
     /// (deadline, key) for every key with a TTL, oldest first.
     deadlines: Deadlines,
     /// Keys removed by expiry, lazily or actively.
@@ -65,6 +64,14 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     at == n || word(a, n - 8) == word(b, n - 8)
 }
 
+/// A key's hash in every database table: the same on every core (seeded
+/// once per process), so a core sending work can name the entry the owner
+/// should prefetch.
+pub fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    Seeded.hash_one(key)
+}
+
 /// Milliseconds since the unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -87,7 +94,15 @@ impl Db {
     }
 
     fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        key_hash(key)
+    }
+
+    /// Starts loading the entry with this `key_hash` (see `prefetch`).
+    pub fn prefetch_hash(&self, hash: u64) {
+        self.table.find(hash, |n| {
+            n.prefetch();
+            false
+        });
     }
 
     fn find(&self, key: &[u8]) -> Option<&Node> {
@@ -102,10 +117,7 @@ impl Db {
     /// Asks the CPU to start loading `key`'s entry (see `cmd::prefetch`).
     pub fn prefetch(&self, key: &[u8]) {
         // Every candidate slot's block is prefetched; none is taken.
-        self.table.find(self.hash(key), |n| {
-            n.prefetch();
-            false
-        });
+        self.prefetch_hash(self.hash(key));
     }
 
     /// The live entry at `key`; one past its deadline (`now` 0: do not
@@ -146,9 +158,8 @@ impl Db {
                 old
             }
             None => {
-                let hasher = &self.hasher;
                 self.table
-                    .insert_unique(hash, Node::new(key, value, expire_at), |n| hasher.hash_one(n.key()));
+                    .insert_unique(hash, Node::new(key, value, expire_at), |n| key_hash(n.key()));
                 0
             }
         };

@@ -23,7 +23,7 @@ pub use conn::Session;
 
 use crate::config::Config;
 use crate::db::{Map, now_ms};
-use crate::shard::{Core, Inbox, Job, Shard};
+use crate::shard::{Core, Hint, Inbox, Job, Shard};
 use crate::{log_notice, log_warning};
 
 /// Settings that CONFIG SET may change at run time.
@@ -208,15 +208,23 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
     }
 }
 
-/// Runs work that other cores sent to this core's shard, in batches.
+/// Runs work that other cores sent to this core's shard, in batches; the
+/// entries the batch will look up are prefetched together first.
 async fn drain_inbox(node: Rc<Node>) {
     let inbox = &node.core.mesh[node.core.id];
-    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    let mut batch: Vec<(Job, Hint)> = Vec::with_capacity(64);
     loop {
         poll_fn(|cx| inbox.poll_drain(cx, 64, &mut batch)).await;
         {
             let mut shard = node.core.shard.borrow_mut();
-            for job in batch.drain(..) {
+            if batch.len() > 1 {
+                for (db, hash) in batch.iter().filter_map(|(_, hint)| *hint) {
+                    if let Some(db) = shard.dbs.get(db as usize) {
+                        db.prefetch_hash(hash);
+                    }
+                }
+            }
+            for (job, _) in batch.drain(..) {
                 job(&mut shard);
             }
         }

@@ -133,10 +133,14 @@ impl CoreWaker {
 /// Work sent to the core that owns a shard.
 pub type Job = Box<dyn FnOnce(&mut Shard) + Send>;
 
+/// The entry a job will look up first, as (database, `db::key_hash`): the
+/// owner prefetches the entries of a batch of jobs before running them.
+pub type Hint = Option<(u16, u64)>;
+
 /// A shard's inbox: any core may send, only the owner drains.
 pub struct Inbox {
-    tx: crossbeam_channel::Sender<Job>,
-    rx: crossbeam_channel::Receiver<Job>,
+    tx: crossbeam_channel::Sender<(Job, Hint)>,
+    rx: crossbeam_channel::Receiver<(Job, Hint)>,
     waker: Mutex<Option<CoreWaker>>,
     sleeping: AtomicBool,
 }
@@ -155,8 +159,13 @@ impl Default for Inbox {
 
 impl Inbox {
     pub fn send(&self, job: Job) {
+        self.send_hinted(job, None);
+    }
+
+    /// Sends a job that will look up the entry `hint` names.
+    pub fn send_hinted(&self, job: Job, hint: Hint) {
         // The receiver lives as long as the inbox, so send cannot fail.
-        let _ = self.tx.send(job);
+        let _ = self.tx.send((job, hint));
         if self.sleeping.swap(false, Ordering::SeqCst)
             && let Some(w) = self.waker.lock().expect("inbox waker").take()
         {
@@ -166,12 +175,12 @@ impl Inbox {
 
     /// Takes one job, if any, without waiting.
     pub fn try_take(&self) -> Option<Job> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(|(job, _)| job)
     }
 
     /// Takes up to `max` jobs; registers `cx`'s waker when there are none.
     /// Returns Ready(jobs) when there was work, Pending when asleep.
-    pub fn poll_drain(&self, cx: &mut Context<'_>, max: usize, into: &mut Vec<Job>) -> Poll<()> {
+    pub fn poll_drain(&self, cx: &mut Context<'_>, max: usize, into: &mut Vec<(Job, Hint)>) -> Poll<()> {
         loop {
             while into.len() < max {
                 match self.rx.try_recv() {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-pub use channel::{CoreWaker, Doorbell, Inbox, Job, ReplyRx, ReplyTx, Signal, oneshot};
+pub use channel::{CoreWaker, Doorbell, Hint, Inbox, Job, ReplyRx, ReplyTx, Signal, oneshot};
 use locks::Access;
 
 use crate::db::{Db, Map};
@@ -249,11 +249,13 @@ impl Core {
         R: Send + 'static,
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
+        let hint = keys.first().map(|k| (db, crate::db::key_hash(k)));
         let keys = keys.to_vec();
         let (tx, rx) = oneshot();
-        self.mesh[shard].send(Box::new(move |sh| {
+        let job: Job = Box::new(move |sh| {
             locks::run_when_free(sh, || Access::Keys { db, keys, write }, move |sh| tx.send(f(sh)));
-        }));
+        });
+        self.mesh[shard].send_hinted(job, hint);
         rx
     }
 
