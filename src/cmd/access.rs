@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use crate::server::Session;
 use crate::shard::tx::{self, Held};
-use crate::shard::{Core, ReplyRx, Shard};
+use crate::shard::{Core, Shard};
 
 impl Session {
     pub fn core(&self) -> &Core {
@@ -30,18 +30,6 @@ impl Session {
             return self.core().call_sync(shard, f);
         }
         self.core().run_keyed(shard, self.db, keys, write, f).await
-    }
-
-    /// Sends `f` to another core's shard like `run_keyed`, without waiting
-    /// for the reply (pipelining; not for an atomic session).
-    pub fn send_keyed<R, F>(&self, shard: usize, keys: &[Bytes], write: bool, f: F) -> ReplyRx<R>
-    where
-        R: Send + 'static,
-        F: FnOnce(&mut Shard) -> R + Send + 'static,
-    {
-        debug_assert!(!self.atomic);
-        let f = self.touching(keys, write, f);
-        self.core().send_keyed(shard, self.db, keys, write, f)
     }
 
     /// `f`, followed by telling WATCHers of `keys` when it writes.

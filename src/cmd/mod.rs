@@ -396,10 +396,16 @@ pub fn send_if_remote(
     }
     let started = crate::clock::ticks();
     let db = session.db;
-    let key = args[spec.first_key as usize].clone();
-    let reply = session.send_keyed(shard, &[key], spec.is_write(), move |sh| {
-        op(&mut OpCtx::new(sh, db), &args)
-    });
+    let (key_at, write) = (spec.first_key as usize, spec.is_write());
+    let reply = session
+        .core()
+        .send_args(shard, db, key_at, write, args, move |sh, args| {
+            let reply = op(&mut OpCtx::new(sh, db), args);
+            if write {
+                sh.touch_watched(db, &args[key_at]);
+            }
+            reply
+        });
     Ok(Sent { spec, started, reply })
 }
 

@@ -259,6 +259,42 @@ impl Core {
         rx
     }
 
+    /// Sends a single-key command's arguments to another core's `shard`:
+    /// `f` runs there on them once the key (`args[key_at]`) is free. Like
+    /// `send_keyed`, without a separate copy of the key for the common case
+    /// where nothing is locked.
+    pub fn send_args<R, F>(
+        &self,
+        shard: usize,
+        db: u16,
+        key_at: usize,
+        write: bool,
+        args: Vec<Bytes>,
+        f: F,
+    ) -> ReplyRx<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Shard, &[Bytes]) -> R + Send + 'static,
+    {
+        let hint = Some((db, crate::db::key_hash(&args[key_at])));
+        let (tx, rx) = oneshot();
+        let job: Job = Box::new(move |sh| {
+            if sh.locks.is_idle() {
+                tx.send(f(sh, &args));
+            } else {
+                let keys = vec![args[key_at].clone()];
+                locks::submit(
+                    sh,
+                    Access::Keys { db, keys, write },
+                    false,
+                    Box::new(move |sh| tx.send(f(sh, &args))),
+                );
+            }
+        });
+        self.mesh[shard].send_hinted(job, hint);
+        rx
+    }
+
     /// Runs `f` on shard `shard` and waits for it, blocking this thread.
     ///
     /// Only for a caller that already holds what it needs (the locks of an
