@@ -278,7 +278,7 @@ fn info(session: &mut Session, args: Vec<Bytes>) -> BoxFut<'_> {
                 format!(
                     "used_memory:{m}\r\nused_memory_human:{mh:.2}M\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{rh:.2}M\r\n\
                      used_memory_peak:{rss}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\n\
-                     mem_allocator:libc\r\n",
+                     mem_allocator:mimalloc\r\n",
                     m = totals.memory,
                     mh = totals.memory as f64 / 1048576.0,
                     rh = rss as f64 / 1048576.0,
