@@ -36,10 +36,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("hscan", -3, READONLY, (1, 1, 1), Exec::Key(hscan)),
 ];
 
-type FieldMap = Hash;
-
 /// The hash at `key`: Ok(None) if missing, WRONGTYPE if not a hash.
-fn hash_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut FieldMap>, Reply> {
+fn hash_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut Hash>, Reply> {
     match ctx.value(key) {
         None => Ok(None),
         Some(ValueMut::Hash(h)) => Ok(Some(h)),
@@ -48,7 +46,7 @@ fn hash_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut Fiel
 }
 
 /// The hash at `key`, created when missing.
-fn hash_or_create<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<&'a mut FieldMap, Reply> {
+fn hash_or_create<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<&'a mut Hash, Reply> {
     match ctx.value_or_insert(key, Value::new_hash) {
         ValueMut::Hash(h) => Ok(h),
         _ => Err(Reply::Error(error::WRONGTYPE)),

@@ -33,10 +33,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     spec("sintercard", -3, READONLY, (2, -1, 1), Exec::Conn(sintercard)).with_keys(|a| Some(numkeys_at(a, 1))),
 ];
 
-type MemberSet = Set;
-
 /// The set at `key`: Ok(None) if missing, WRONGTYPE if not a set.
-fn set_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut MemberSet>, Reply> {
+fn set_at<'a>(ctx: &'a mut OpCtx<'_>, key: &[u8]) -> Result<Option<&'a mut Set>, Reply> {
     match ctx.value(key) {
         None => Ok(None),
         Some(ValueMut::Set(s)) => Ok(Some(s)),
@@ -120,7 +118,7 @@ fn scard(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
 }
 
 /// Picks `count` distinct members at random (all when count >= len).
-fn pick_distinct(rng: &mut dyn FnMut() -> u64, set: &MemberSet, count: usize) -> Vec<Bytes> {
+fn pick_distinct(rng: &mut dyn FnMut() -> u64, set: &Set, count: usize) -> Vec<Bytes> {
     let mut all: Vec<Bytes> = set.iter().map(Bytes::copy_from_slice).collect();
     if count >= all.len() {
         return all;

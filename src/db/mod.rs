@@ -64,6 +64,16 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     at == n || word(a, n - 8) == word(b, n - 8)
 }
 
+/// Matches the entry of `key` in a table probe.
+fn is_key(key: &[u8]) -> impl Fn(&Node) -> bool + '_ {
+    move |n| same_key(n.key(), key)
+}
+
+/// Whether a deadline has not passed at `now` (0 for either: no check).
+fn alive(deadline: u64, now: u64) -> bool {
+    deadline == 0 || now == 0 || deadline > now
+}
+
 /// A key's hash in every database table: the same on every core (seeded
 /// once per process), so a core sending work can name the entry the owner
 /// should prefetch.
@@ -93,10 +103,6 @@ impl Db {
         self.deadlines.len()
     }
 
-    fn hash(&self, key: &[u8]) -> u64 {
-        key_hash(key)
-    }
-
     /// Starts loading the entry with this `key_hash` (see `prefetch`).
     pub fn prefetch_hash(&self, hash: u64) {
         self.table.find(hash, |n| {
@@ -105,19 +111,21 @@ impl Db {
         });
     }
 
-    fn find(&self, key: &[u8]) -> Option<&Node> {
-        self.table.find(self.hash(key), |n| same_key(n.key(), key))
+    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
+        self.table.find_mut(key_hash(key), is_key(key))
     }
 
-    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
-        let hash = self.hash(key);
-        self.table.find_mut(hash, |n| same_key(n.key(), key))
+    /// Takes `key`'s entry out of the table and the deadline index.
+    fn take(&mut self, key: &[u8]) -> Option<Node> {
+        let (node, _) = self.table.find_entry(key_hash(key), is_key(key)).ok()?.remove();
+        self.deadlines.change(key, node.expire_at(), 0);
+        Some(node)
     }
 
     /// Asks the CPU to start loading `key`'s entry (see `cmd::prefetch`).
     pub fn prefetch(&self, key: &[u8]) {
         // Every candidate slot's block is prefetched; none is taken.
-        self.prefetch_hash(self.hash(key));
+        self.prefetch_hash(key_hash(key));
     }
 
     /// The live entry at `key`; one past its deadline (`now` 0: do not
@@ -127,10 +135,9 @@ impl Db {
     }
 
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Node> {
-        let hash = self.hash(key);
-        let found = self.table.find_entry(hash, |n| same_key(n.key(), key)).ok()?;
+        let found = self.table.find_entry(key_hash(key), is_key(key)).ok()?;
         let at = found.get().expire_at();
-        if at == 0 || at > now || now == 0 {
+        if alive(at, now) {
             return Some(found.into_mut());
         }
         found.remove();
@@ -150,8 +157,8 @@ impl Db {
 
     /// Inserts or replaces `key` with the given deadline (0: none).
     pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
-        let hash = self.hash(key);
-        let old_deadline = match self.table.find_mut(hash, |n| same_key(n.key(), key)) {
+        let hash = key_hash(key);
+        let old_deadline = match self.table.find_mut(hash, is_key(key)) {
             Some(node) => {
                 let old = node.expire_at();
                 *node = Node::new(key, value, expire_at);
@@ -179,19 +186,21 @@ impl Db {
 
     /// Removes the TTL of `key`; true if it had one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        match self.find(key) {
-            Some(node) if node.expire_at() != 0 => self.set_expire(key, 0),
-            _ => false,
+        let Some(node) = self.find_mut(key) else {
+            return false;
+        };
+        let old = node.expire_at();
+        if old == 0 {
+            return false;
         }
+        node.set_expire_at(0);
+        self.deadlines.change(key, old, 0);
+        true
     }
 
     pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let hash = self.hash(key);
-        let (node, _) = self.table.find_entry(hash, |n| same_key(n.key(), key)).ok()?.remove();
+        let node = self.take(key)?;
         let expire_at = node.expire_at();
-        if expire_at != 0 {
-            self.deadlines.change(key, expire_at, 0);
-        }
         Some(Entry {
             value: node.into_value(),
             expire_at,
@@ -200,17 +209,10 @@ impl Db {
 
     /// Removes `key` unless it has already expired; true if a live key went.
     pub fn remove_live(&mut self, key: &[u8], now: u64) -> bool {
-        let hash = self.hash(key);
-        let Ok(found) = self.table.find_entry(hash, |n| same_key(n.key(), key)) else {
+        let Some(node) = self.take(key) else {
             return false;
         };
-        let (node, _) = found.remove();
-        let at = node.expire_at();
-        if at == 0 {
-            return true;
-        }
-        self.deadlines.change(key, at, 0);
-        let live = at > now || now == 0;
+        let live = alive(node.expire_at(), now);
         if !live {
             self.expired_count += 1;
         }
@@ -230,8 +232,7 @@ impl Db {
             let Some(key) = self.deadlines.pop_due(now) else {
                 break;
             };
-            let hash = self.hash(&key);
-            if let Ok(found) = self.table.find_entry(hash, |n| same_key(n.key(), &key)) {
+            if let Ok(found) = self.table.find_entry(key_hash(&key), is_key(&key)) {
                 found.remove();
             }
             removed += 1;
@@ -242,9 +243,7 @@ impl Db {
 
     /// Every live key, in no particular order.
     pub fn keys(&self, now: u64) -> impl Iterator<Item = &Node> {
-        self.table
-            .iter()
-            .filter(move |n| n.expire_at() == 0 || n.expire_at() > now)
+        self.table.iter().filter(move |n| alive(n.expire_at(), now))
     }
 
     /// The key at position `index` of the table's iteration order.
@@ -259,7 +258,7 @@ impl Db {
         let mut pos = from;
         for node in self.table.iter().skip(from).take(count) {
             pos += 1;
-            if node.expire_at() == 0 || node.expire_at() > now {
+            if alive(node.expire_at(), now) {
                 out.push((Bytes::copy_from_slice(node.key()), node.value().kind()));
             }
         }
