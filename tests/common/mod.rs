@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -53,12 +54,20 @@ impl Server {
     }
 }
 
+/// A port nothing listens on. Each call in this process gets a different
+/// one: asking the kernel for an ephemeral port could hand two parallel
+/// tests the same port, and one test's client could then reach the
+/// other's server before its own had failed to bind. The range, 20000 to
+/// 31999, lies below Linux's ephemeral ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    loop {
+        let n = CALLS.fetch_add(1, Ordering::Relaxed);
+        let port = 20000 + (std::process::id().wrapping_mul(97).wrapping_add(n) % 12000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Waits until the server accepts connections. False if it exited first
