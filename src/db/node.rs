@@ -208,11 +208,14 @@ impl Node {
         match self.boxed(&parts) {
             // SAFETY: the box is owned by this block and lives as long.
             Some(v) => ValueRef::of(unsafe { &*v }),
-            // SAFETY: the string's bytes lie inside the block.
-            None => ValueRef::Str(unsafe {
-                std::slice::from_raw_parts(self.0.as_ptr().add(parts.value_at), parts.value_len)
-            }),
+            None => ValueRef::Str(self.inline(&parts)),
         }
+    }
+
+    /// The bytes of an inline string.
+    fn inline(&self, parts: &Parts) -> &[u8] {
+        // SAFETY: an inline string's bytes lie inside the block.
+        unsafe { std::slice::from_raw_parts(self.0.as_ptr().add(parts.value_at), parts.value_len) }
     }
 
     pub fn value_mut(&mut self) -> ValueMut<'_> {
@@ -220,9 +223,7 @@ impl Node {
         match self.boxed(&parts) {
             // SAFETY: as in `value`; `&mut self` makes the borrow unique.
             Some(v) => ValueMut::of(unsafe { &mut *v }),
-            None => ValueMut::Str(unsafe {
-                std::slice::from_raw_parts(self.0.as_ptr().add(parts.value_at), parts.value_len)
-            }),
+            None => ValueMut::Str(self.inline(&parts)),
         }
     }
 
@@ -235,10 +236,7 @@ impl Node {
                 Value::Str(s) => Some(s.clone()),
                 _ => None,
             },
-            None => match self.value() {
-                ValueRef::Str(s) => Some(Bytes::copy_from_slice(s)),
-                _ => None,
-            },
+            None => Some(Bytes::copy_from_slice(self.inline(&parts))),
         }
     }
 
@@ -287,10 +285,7 @@ impl Node {
         }
         let fresh = match self.boxed(&parts) {
             Some(v) => Node::build(self.key(), Payload::Boxed(v), deadline),
-            None => match self.value() {
-                ValueRef::Str(s) => Node::build(self.key(), Payload::Inline(s), deadline),
-                _ => unreachable!("an inline value is a string"),
-            },
+            None => Node::build(self.key(), Payload::Inline(self.inline(&parts)), deadline),
         };
         let old = std::mem::replace(self, fresh);
         old.free_block();
