@@ -347,16 +347,6 @@ pub struct Sent {
     reply: ReplyRx<Reply>,
 }
 
-/// Sends `args` to the core owning its key and returns at once, when it is
-/// a single-key command on another core's shard that would run now (not
-/// queued by MULTI, not in a script or EXEC). Anything else is None: the
-/// caller collects what it sent, then dispatches the command as usual.
-///
-/// Pipelined commands of one connection may so run on several shards at
-/// once, and still in order for every observer: each shard runs the work
-/// sent to it in order, and a core runs the work other cores sent before
-/// any task woken later (see the `server::net` driver), so whoever sees the
-/// effect of a later command of the batch also sees the earlier ones.
 /// Starts loading, into the cache, the entries that a batch of pipelined
 /// commands will read on this core's shard, so that their memory
 /// latencies overlap instead of following one another.
@@ -377,6 +367,16 @@ pub fn prefetch(session: &Session, batch: &[(Option<&'static CommandSpec>, Vec<B
     }
 }
 
+/// Sends `args` to the core owning its key and returns at once, when it is
+/// a single-key command on another core's shard that would run now (not
+/// queued by MULTI, not in a script or EXEC). Anything else is None: the
+/// caller collects what it sent, then dispatches the command as usual.
+///
+/// Pipelined commands of one connection may so run on several shards at
+/// once, and still in order for every observer: each shard runs the work
+/// sent to it in order, and a core runs the work other cores sent before
+/// any task woken later (see the `server::net` driver), so whoever sees the
+/// effect of a later command of the batch also sees the earlier ones.
 pub fn send_if_remote(
     session: &mut Session,
     spec: Option<&'static CommandSpec>,
