@@ -70,6 +70,23 @@ fn sscan_visits_every_member() {
     }
     let seen: BTreeSet<i64> = c.sscan("big").unwrap().collect();
     assert_eq!(seen.len(), 300);
+    // Past the packed limits: tables, walked page by page with a cursor.
+    for i in 0..1000 {
+        let _: i64 = c.sadd("table", format!("m{i}")).unwrap();
+        let _: i64 = c.hset("htable", format!("f{i}"), i).unwrap();
+    }
+    let members: Vec<String> = c.sscan("table").unwrap().collect();
+    assert_eq!(members.len(), 1000, "each member once");
+    assert_eq!(members.iter().collect::<BTreeSet<_>>().len(), 1000);
+    let matched: BTreeSet<String> = c.sscan_match("table", "m99*").unwrap().collect();
+    let want: BTreeSet<String> = ["m99".to_string()]
+        .into_iter()
+        .chain((0..10).map(|i| format!("m99{i}")))
+        .collect();
+    assert_eq!(matched, want);
+    let pairs: Vec<(String, i64)> = c.hscan("htable").unwrap().collect();
+    assert_eq!(pairs.len(), 1000);
+    assert!(pairs.iter().all(|(f, v)| f == &format!("f{v}")));
 }
 
 #[test]
