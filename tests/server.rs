@@ -37,6 +37,37 @@ fn info_reports_a_three_part_version_and_the_keyspace() {
     assert!(!server_only.contains("# Keyspace"));
 }
 
+fn info_number(info: &str, field: &str) -> u64 {
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+#[test]
+fn info_memory_follows_the_allocator() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let before: String = cmd("INFO").arg("memory").query(&mut c).unwrap();
+    let used_before = info_number(&before, "used_memory");
+    assert!(used_before > 0);
+    let value = "v".repeat(100);
+    let mut pipe = redis::pipe();
+    for i in 0..100_000 {
+        pipe.cmd("SET").arg(format!("mem:{i}")).arg(&value).ignore();
+    }
+    let _: () = pipe.query(&mut c).unwrap();
+    let after: String = cmd("INFO").arg("memory").query(&mut c).unwrap();
+    let used_after = info_number(&after, "used_memory");
+    assert!(
+        used_after >= used_before + 100_000 * 100,
+        "100,000 values of 100 bytes, and used_memory went from {used_before} to {used_after}"
+    );
+    assert!(info_number(&after, "used_memory_peak") >= used_after);
+    assert!(info_number(&after, "used_memory_rss") > 0);
+    assert!(after.contains("mem_allocator:mimalloc"));
+}
+
 #[test]
 fn keys_scan_dbsize_and_flush_cover_all_shards() {
     let server = common::mayfly();

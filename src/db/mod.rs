@@ -265,24 +265,6 @@ impl Db {
         let next = if pos >= self.table.len() { 0 } else { pos };
         (out, next)
     }
-
-    /// Approximate heap bytes used by this database's data.
-    pub fn memory_estimate(&self) -> usize {
-        let slots = self.table.capacity() * (size_of::<Node>() + 1);
-        let blocks = self
-            .table
-            .iter()
-            .map(|n| {
-                let boxed = if matches!(n.value(), ValueRef::Str(s) if s.len() <= 512) {
-                    0
-                } else {
-                    80
-                };
-                n.block_size() + boxed + n.value().heap_size()
-            })
-            .sum::<usize>();
-        slots + blocks + self.deadlines.len() * 48
-    }
 }
 
 #[cfg(test)]
