@@ -82,17 +82,34 @@ fn keys_scan_dbsize_and_flush_cover_all_shards() {
     assert_eq!(keys.len(), 100);
     let scanned: BTreeSet<String> = c.scan_match("user:1*").unwrap().collect();
     assert_eq!(scanned.len(), 11);
-    let mut cursor = 0u64;
-    let mut all = BTreeSet::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = cmd("SCAN").arg(cursor).arg("COUNT").arg(7).query(&mut c).unwrap();
-        all.extend(batch);
-        cursor = next;
-        if cursor == 0 {
-            break;
+    let scan_all = |c: &mut redis::Connection| {
+        let mut cursor = 0u64;
+        let mut all = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = cmd("SCAN").arg(cursor).arg("COUNT").arg(7).query(c).unwrap();
+            all.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                return all;
+            }
         }
+    };
+    let all = scan_all(&mut c);
+    assert_eq!(all.len(), 101, "each key once");
+    assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), 101);
+    for _ in 0..50 {
+        let k: String = cmd("RANDOMKEY").query(&mut c).unwrap();
+        assert!(k == "aset" || k.starts_with("user:"), "{k}");
     }
-    assert_eq!(all.len(), 101);
+    // A sparse table (most keys deleted): a full scan still finds the rest.
+    for i in 0..2000 {
+        let _: () = c.set(format!("tmp:{i}"), i).unwrap();
+    }
+    for i in 0..2000 {
+        let _: i64 = c.del(format!("tmp:{i}")).unwrap();
+    }
+    let all = scan_all(&mut c);
+    assert_eq!(all.iter().collect::<BTreeSet<_>>().len(), 101);
     let (_, typed): (u64, Vec<String>) = cmd("SCAN")
         .arg(0)
         .arg("TYPE")

@@ -369,9 +369,8 @@ fn randomkey(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
             if pick < size {
                 return session
                     .run_on(shard, move |sh| {
-                        let db = sh.db(db);
-                        let index = pick.min(db.len().saturating_sub(1));
-                        Reply::from(db.nth_key(index).map(Bytes::copy_from_slice))
+                        let slot = sh.random();
+                        Reply::from(sh.db(db).random_key(slot).map(Bytes::copy_from_slice))
                     })
                     .await;
             }

@@ -246,24 +246,40 @@ impl Db {
         self.table.iter().filter(move |n| alive(n.expire_at(), now))
     }
 
-    /// The key at position `index` of the table's iteration order.
-    pub fn nth_key(&self, index: usize) -> Option<&[u8]> {
-        self.table.iter().nth(index).map(Node::key)
+    /// A key picked at random (RANDOMKEY): the first one at or after a
+    /// random slot of the table.
+    pub fn random_key(&self, random: u64) -> Option<&[u8]> {
+        let slots = self.table.num_buckets();
+        if self.table.is_empty() || slots == 0 {
+            return None;
+        }
+        let start = (random % slots as u64) as usize;
+        (0..slots)
+            .find_map(|k| self.table.get_bucket((start + k) % slots))
+            .map(Node::key)
     }
 
-    /// A page of keys for SCAN: up to `count` keys from position `from`.
-    /// Returns the keys and the next position (0 when done).
+    /// A page of keys for SCAN: up to `count` keys from table slot `from`,
+    /// looking at no more than ten empty slots per key asked for, as Redis
+    /// does. Returns the keys and the slot to go on from (0: done).
     pub fn scan_page(&self, from: usize, count: usize, now: u64) -> (Vec<(Bytes, ValueKind)>, usize) {
+        let slots = self.table.num_buckets();
         let mut out = Vec::new();
-        let mut pos = from;
-        for node in self.table.iter().skip(from).take(count) {
-            pos += 1;
-            if alive(node.expire_at(), now) {
-                out.push((Bytes::copy_from_slice(node.key()), node.value().kind()));
+        let (mut taken, mut empty) = (0, 0);
+        let mut slot = from;
+        while slot < slots && taken < count && empty < count.saturating_mul(10) {
+            match self.table.get_bucket(slot) {
+                Some(node) => {
+                    taken += 1;
+                    if alive(node.expire_at(), now) {
+                        out.push((Bytes::copy_from_slice(node.key()), node.value().kind()));
+                    }
+                }
+                None => empty += 1,
             }
+            slot += 1;
         }
-        let next = if pos >= self.table.len() { 0 } else { pos };
-        (out, next)
+        (out, if slot >= slots { 0 } else { slot })
     }
 }
 
