@@ -306,23 +306,13 @@ fn hscan(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(vec![])]),
         Err(e) => return e,
     };
-    // A packed hash comes back whole, whatever COUNT says, as in Redis.
-    let (cursor, count) = if hash.is_packed() {
-        (0, usize::MAX)
-    } else {
-        (cursor, opts.count)
-    };
+    let (pairs, next) = hash.scan(cursor, opts.count);
     let mut page = Vec::new();
-    for (k, v) in hash.iter().skip(cursor).take(count) {
+    for (k, v) in pairs {
         if opts.pattern.as_ref().is_none_or(|p| glob_match(p, k)) {
             page.push(Reply::bulk(k));
             page.push(Reply::bulk(v));
         }
     }
-    let next = if cursor.saturating_add(count) >= hash.len() {
-        0
-    } else {
-        cursor + count
-    };
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(page)])
 }

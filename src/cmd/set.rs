@@ -243,24 +243,12 @@ fn sscan(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(None) => return Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(vec![])]),
         Err(e) => return e,
     };
-    // A packed set comes back whole, whatever COUNT says, as in Redis.
-    let (cursor, count) = if set.is_packed() {
-        (0, usize::MAX)
-    } else {
-        (cursor, opts.count)
-    };
-    let page: Vec<Reply> = set
-        .iter()
-        .skip(cursor)
-        .take(count)
+    let (members, next) = set.scan(cursor, opts.count);
+    let page: Vec<Reply> = members
+        .into_iter()
         .filter(|m| opts.pattern.as_ref().is_none_or(|p| glob_match(p, m)))
         .map(Reply::bulk)
         .collect();
-    let next = if cursor.saturating_add(count) >= set.len() {
-        0
-    } else {
-        cursor + count
-    };
     Reply::Array(vec![Reply::bulk_str(&next.to_string()), Reply::Array(page)])
 }
 

@@ -74,6 +74,28 @@ fn alive(deadline: u64, now: u64) -> bool {
     deadline == 0 || now == 0 || deadline > now
 }
 
+/// How many slots of a table one SCAN page may look at per item asked for.
+const SCAN_EMPTY_PER_ITEM: usize = 10;
+
+/// Walks `table` from slot `from`: up to `count` items, looking at no more
+/// than ten empty slots per item asked for, as Redis does. Returns the items
+/// and the slot to go on from (0: done), so a SCAN, SSCAN or HSCAN page
+/// costs its COUNT, wherever the cursor stands.
+pub(crate) fn scan_slots<T>(table: &HashTable<T>, from: usize, count: usize) -> (Vec<&T>, usize) {
+    let slots = table.num_buckets();
+    let mut out = Vec::new();
+    let mut empty = 0;
+    let mut slot = from;
+    while slot < slots && out.len() < count && empty < count.saturating_mul(SCAN_EMPTY_PER_ITEM) {
+        match table.get_bucket(slot) {
+            Some(item) => out.push(item),
+            None => empty += 1,
+        }
+        slot += 1;
+    }
+    (out, if slot >= slots { 0 } else { slot })
+}
+
 /// A key's hash in every database table: the same on every core (seeded
 /// once per process), so a core sending work can name the entry the owner
 /// should prefetch.
@@ -259,27 +281,16 @@ impl Db {
             .map(Node::key)
     }
 
-    /// A page of keys for SCAN: up to `count` keys from table slot `from`,
-    /// looking at no more than ten empty slots per key asked for, as Redis
-    /// does. Returns the keys and the slot to go on from (0: done).
+    /// A page of keys for SCAN from table slot `from` (see `scan_slots`).
+    /// Returns the live keys and the slot to go on from (0: done).
     pub fn scan_page(&self, from: usize, count: usize, now: u64) -> (Vec<(Bytes, ValueKind)>, usize) {
-        let slots = self.table.num_buckets();
-        let mut out = Vec::new();
-        let (mut taken, mut empty) = (0, 0);
-        let mut slot = from;
-        while slot < slots && taken < count && empty < count.saturating_mul(10) {
-            match self.table.get_bucket(slot) {
-                Some(node) => {
-                    taken += 1;
-                    if alive(node.expire_at(), now) {
-                        out.push((Bytes::copy_from_slice(node.key()), node.value().kind()));
-                    }
-                }
-                None => empty += 1,
-            }
-            slot += 1;
-        }
-        (out, if slot >= slots { 0 } else { slot })
+        let (nodes, next) = scan_slots(&self.table, from, count);
+        let live = nodes.into_iter().filter(|n| alive(n.expire_at(), now));
+        (
+            live.map(|n| (Bytes::copy_from_slice(n.key()), n.value().kind()))
+                .collect(),
+            next,
+        )
     }
 }
 

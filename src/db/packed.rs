@@ -7,12 +7,12 @@
 //! more than 512 fields, a set of more than 128 members (512 if all are
 //! integers), or an item longer than 64 bytes.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 
-use super::parse_i64;
+use super::{parse_i64, scan_slots};
 
 /// Members a packed set may hold (`set-max-listpack-entries`).
 const MAX_ENTRIES: usize = 128;
@@ -40,6 +40,79 @@ impl BuildHasher for Seeded {
 /// A member, field or value of a large collection: a boxed slice, half
 /// the table slot of a `Bytes`.
 pub type Item = Box<[u8]>;
+
+fn item_hash(item: &[u8]) -> u64 {
+    Seeded.hash_one(item)
+}
+
+/// The members of a large set.
+#[derive(Clone, Debug, Default)]
+pub struct Members(HashTable<Item>);
+
+impl Members {
+    fn contains(&self, member: &[u8]) -> bool {
+        self.0.find(item_hash(member), |m| &m[..] == member).is_some()
+    }
+
+    fn insert(&mut self, member: &[u8]) -> bool {
+        match self.0.entry(item_hash(member), |m| &m[..] == member, |m| item_hash(m)) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(member.into());
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, member: &[u8]) -> bool {
+        match self.0.find_entry(item_hash(member), |m| &m[..] == member) {
+            Ok(found) => {
+                found.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The fields and values of a large hash.
+#[derive(Clone, Debug, Default)]
+pub struct Fields(HashTable<(Item, Item)>);
+
+impl Fields {
+    fn get(&self, field: &[u8]) -> Option<&[u8]> {
+        self.0
+            .find(item_hash(field), |(f, _)| &f[..] == field)
+            .map(|(_, v)| &v[..])
+    }
+
+    /// Sets `field`; true if it is new.
+    fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
+        match self
+            .0
+            .entry(item_hash(field), |(f, _)| &f[..] == field, |(f, _)| item_hash(f))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut found) => {
+                found.get_mut().1 = value.into();
+                false
+            }
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert((field.into(), value.into()));
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, field: &[u8]) -> bool {
+        match self.0.find_entry(item_hash(field), |(f, _)| &f[..] == field) {
+            Ok(found) => {
+                found.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
 
 /// Items packed as `len: varint, bytes`.
 #[derive(Clone, Default, Debug, PartialEq)]
@@ -131,10 +204,16 @@ impl Packed {
 }
 
 /// A set of byte strings.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Set {
     Packed { items: Packed, all_ints: bool },
-    Table(HashSet<Item, Seeded>),
+    Table(Members),
+}
+
+impl PartialEq for Set {
+    fn eq(&self, other: &Set) -> bool {
+        self.len() == other.len() && self.iter().all(|m| other.contains(m))
+    }
 }
 
 impl Default for Set {
@@ -146,19 +225,19 @@ impl Default for Set {
     }
 }
 
-/// The members of a set.
-pub enum Members<'a> {
+/// The members of a set, in order.
+pub enum MemberIter<'a> {
     Packed(Items<'a>),
-    Table(std::collections::hash_set::Iter<'a, Item>),
+    Table(hashbrown::hash_table::Iter<'a, Item>),
 }
 
-impl<'a> Iterator for Members<'a> {
+impl<'a> Iterator for MemberIter<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
         match self {
-            Members::Packed(items) => items.next(),
-            Members::Table(iter) => iter.next().map(|b| &b[..]),
+            MemberIter::Packed(items) => items.next(),
+            MemberIter::Table(iter) => iter.next().map(|b| &b[..]),
         }
     }
 }
@@ -167,7 +246,7 @@ impl Set {
     pub fn len(&self) -> usize {
         match self {
             Set::Packed { items, .. } => items.items as usize,
-            Set::Table(t) => t.len(),
+            Set::Table(t) => t.0.len(),
         }
     }
 
@@ -219,11 +298,14 @@ impl Set {
                 *all_ints = false;
                 return true;
             }
-            let table: HashSet<Item, Seeded> = items.items().map(Item::from).collect();
+            let mut table = Members::default();
+            items.items().for_each(|m| {
+                table.insert(m);
+            });
             *self = Set::Table(table);
         }
         match self {
-            Set::Table(t) => t.insert(member.into()),
+            Set::Table(t) => t.insert(member),
             Set::Packed { .. } => unreachable!("converted above"),
         }
     }
@@ -242,16 +324,23 @@ impl Set {
         }
     }
 
-    pub fn iter(&self) -> Members<'_> {
+    pub fn iter(&self) -> MemberIter<'_> {
         match self {
-            Set::Packed { items, .. } => Members::Packed(items.items()),
-            Set::Table(t) => Members::Table(t.iter()),
+            Set::Packed { items, .. } => MemberIter::Packed(items.items()),
+            Set::Table(t) => MemberIter::Table(t.0.iter()),
         }
     }
 
-    /// Packed: small enough that SSCAN returns it whole, as Redis does.
-    pub fn is_packed(&self) -> bool {
-        matches!(self, Set::Packed { .. })
+    /// One SSCAN page from `cursor`: a packed set whole, as Redis does;
+    /// a table from that slot on. Returns the members and the next cursor.
+    pub fn scan(&self, cursor: usize, count: usize) -> (Vec<&[u8]>, usize) {
+        match self {
+            Set::Packed { .. } => (self.iter().collect(), 0),
+            Set::Table(t) => {
+                let (members, next) = scan_slots(&t.0, cursor, count);
+                (members.into_iter().map(|m| &m[..]).collect(), next)
+            }
+        }
     }
 
     /// What OBJECT ENCODING reports, as Redis 7 would.
@@ -267,7 +356,7 @@ impl Set {
     pub fn heap_size(&self) -> usize {
         match self {
             Set::Packed { items, .. } => items.buf.capacity(),
-            Set::Table(t) => t.capacity() * 33 + t.iter().map(|m| m.len() + 16).sum::<usize>(),
+            Set::Table(t) => t.0.capacity() * 17 + t.0.iter().map(|m| m.len() + 16).sum::<usize>(),
         }
     }
 }
@@ -283,10 +372,16 @@ impl FromIterator<Bytes> for Set {
 }
 
 /// A hash: fields and their values.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub enum Hash {
     Packed(Packed),
-    Table(HashMap<Item, Item, Seeded>),
+    Table(Fields),
+}
+
+impl PartialEq for Hash {
+    fn eq(&self, other: &Hash) -> bool {
+        self.len() == other.len() && self.iter().all(|(f, v)| other.get(f) == Some(v))
+    }
 }
 
 impl Default for Hash {
@@ -295,10 +390,13 @@ impl Default for Hash {
     }
 }
 
+/// A field and its value.
+pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
 /// The field/value pairs of a hash.
 pub enum Pairs<'a> {
     Packed(Items<'a>),
-    Table(std::collections::hash_map::Iter<'a, Item, Item>),
+    Table(hashbrown::hash_table::Iter<'a, (Item, Item)>),
 }
 
 impl<'a> Iterator for Pairs<'a> {
@@ -316,7 +414,7 @@ impl Hash {
     pub fn len(&self) -> usize {
         match self {
             Hash::Packed(p) => p.items as usize / 2,
-            Hash::Table(t) => t.len(),
+            Hash::Table(t) => t.0.len(),
         }
     }
 
@@ -332,7 +430,7 @@ impl Hash {
                 items.next();
                 items.next()
             }
-            Hash::Table(t) => t.get(field).map(|v| &v[..]),
+            Hash::Table(t) => t.get(field),
         }
     }
 
@@ -364,15 +462,15 @@ impl Hash {
                 }
                 return old.is_none();
             }
-            let mut table = HashMap::with_capacity_and_hasher(n, Seeded);
+            let mut table = Fields(HashTable::with_capacity(n));
             let mut items = p.items();
             while let (Some(f), Some(v)) = (items.next(), items.next()) {
-                table.insert(f.into(), v.into());
+                table.insert(f, v);
             }
             *self = Hash::Table(table);
         }
         match self {
-            Hash::Table(t) => t.insert(field.into(), value.into()).is_none(),
+            Hash::Table(t) => t.insert(field, value),
             Hash::Packed(_) => unreachable!("converted above"),
         }
     }
@@ -387,14 +485,26 @@ impl Hash {
                 }
                 None => false,
             },
-            Hash::Table(t) => t.remove(field).is_some(),
+            Hash::Table(t) => t.remove(field),
         }
     }
 
     pub fn iter(&self) -> Pairs<'_> {
         match self {
             Hash::Packed(p) => Pairs::Packed(p.items()),
-            Hash::Table(t) => Pairs::Table(t.iter()),
+            Hash::Table(t) => Pairs::Table(t.0.iter()),
+        }
+    }
+
+    /// One HSCAN page from `cursor`: a packed hash whole, as Redis does;
+    /// a table from that slot on. Returns the pairs and the next cursor.
+    pub fn scan(&self, cursor: usize, count: usize) -> (Vec<Pair<'_>>, usize) {
+        match self {
+            Hash::Packed(_) => (self.iter().collect(), 0),
+            Hash::Table(t) => {
+                let (pairs, next) = scan_slots(&t.0, cursor, count);
+                (pairs.into_iter().map(|(f, v)| (&f[..], &v[..])).collect(), next)
+            }
         }
     }
 
@@ -404,11 +514,6 @@ impl Hash {
 
     pub fn values(&self) -> impl Iterator<Item = &[u8]> {
         self.iter().map(|(_, v)| v)
-    }
-
-    /// Packed: small enough that HSCAN returns it whole, as Redis does.
-    pub fn is_packed(&self) -> bool {
-        matches!(self, Hash::Packed(_))
     }
 
     /// What OBJECT ENCODING reports, as Redis 7 would.
@@ -423,7 +528,7 @@ impl Hash {
     pub fn heap_size(&self) -> usize {
         match self {
             Hash::Packed(p) => p.buf.capacity(),
-            Hash::Table(t) => t.capacity() * 65 + t.iter().map(|(k, v)| k.len() + v.len() + 32).sum::<usize>(),
+            Hash::Table(t) => t.0.capacity() * 33 + t.0.iter().map(|(k, v)| k.len() + v.len() + 32).sum::<usize>(),
         }
     }
 }
