@@ -279,28 +279,43 @@ fn getex(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
     Reply::Bulk(value)
 }
 
+/// Replaces the string at `key` (None: missing) with what `next` makes of
+/// it, keeping its TTL, in one lookup. WRONGTYPE if it holds something else.
+fn update_string<T>(
+    ctx: &mut OpCtx<'_>,
+    key: &[u8],
+    next: impl FnOnce(Option<&[u8]>) -> Result<(Bytes, T), Reply>,
+) -> Result<T, Reply> {
+    let now = ctx.lookup_now();
+    let db = ctx.db();
+    match db.get_mut(key, now) {
+        Some(entry) => {
+            let ValueRef::Str(current) = entry.value() else {
+                return Err(Reply::Error(error::WRONGTYPE));
+            };
+            let (text, out) = next(Some(current))?;
+            entry.set_value(Value::Str(text));
+            Ok(out)
+        }
+        None => {
+            let (text, out) = next(None)?;
+            db.set(key, Value::Str(text));
+            Ok(out)
+        }
+    }
+}
+
 /// Adds `delta` to the integer at `key`, keeping its TTL.
 fn incr_by(ctx: &mut OpCtx<'_>, key: &[u8], delta: i64) -> Reply {
-    let now = ctx.lookup_now();
-    let current = match ctx.db().get_mut(key, now) {
-        None => 0,
-        Some(entry) => match entry.value() {
-            ValueRef::Str(s) => match parse_i64(s) {
-                Some(n) => n,
-                None => return Reply::Error(error::NOT_INTEGER),
-            },
-            _ => return Reply::Error(error::WRONGTYPE),
-        },
-    };
-    let Some(next) = current.checked_add(delta) else {
-        return Reply::Error(error::OVERFLOW);
-    };
-    let text = Bytes::from(next.to_string());
-    match ctx.db().get_mut(key, now) {
-        Some(entry) => entry.set_value(Value::Str(text)),
-        None => ctx.db().set(key, Value::Str(text)),
-    }
-    Reply::Int(next)
+    let result = update_string(ctx, key, |current| {
+        let current = match current {
+            None => 0,
+            Some(s) => parse_i64(s).ok_or(Reply::Error(error::NOT_INTEGER))?,
+        };
+        let next = current.checked_add(delta).ok_or(Reply::Error(error::OVERFLOW))?;
+        Ok((Bytes::from(next.to_string()), next))
+    });
+    result.map_or_else(|e| e, Reply::Int)
 }
 
 /// INCR key
@@ -336,25 +351,19 @@ fn incrbyfloat(ctx: &mut OpCtx<'_>, args: &[Bytes]) -> Reply {
         Ok(d) => d,
         Err(e) => return e,
     };
-    let current = match string_at(ctx, &args[1]) {
-        Ok(None) => 0.0,
-        Ok(Some(s)) => match super::parse::parse_f64(&s) {
-            Some(v) => v,
-            None => return Reply::Error(error::NOT_FLOAT),
-        },
-        Err(e) => return e,
-    };
-    let next = current + delta;
-    if !next.is_finite() {
-        return Reply::Error(error::INCR_NAN_OR_INF);
-    }
-    let text = Bytes::from(format_float(next));
-    let now = ctx.lookup_now();
-    match ctx.db().get_mut(&args[1], now) {
-        Some(entry) => entry.set_value(Value::Str(text.clone())),
-        None => ctx.db().set(&args[1], Value::Str(text.clone())),
-    }
-    Reply::Bulk(text)
+    let result = update_string(ctx, &args[1], |current| {
+        let current = match current {
+            None => 0.0,
+            Some(s) => super::parse::parse_f64(s).ok_or(Reply::Error(error::NOT_FLOAT))?,
+        };
+        let next = current + delta;
+        if !next.is_finite() {
+            return Err(Reply::Error(error::INCR_NAN_OR_INF));
+        }
+        let text = Bytes::from(format_float(next));
+        Ok((text.clone(), text))
+    });
+    result.map_or_else(|e| e, Reply::Bulk)
 }
 
 /// Edits the string at `key` in place, creating it when missing. The
