@@ -169,12 +169,22 @@ impl Packed {
     }
 
     fn push(&mut self, item: &[u8]) {
-        // Exact growth, as a listpack's: doubling would leave half of a
-        // small collection's buffer empty.
-        self.buf.reserve_exact(item.len() + 10);
-        push_varint(&mut self.buf, item.len());
-        self.buf.extend_from_slice(item);
-        self.items += 1;
+        let end = self.buf.len();
+        self.splice(end..end, &[item], 1);
+    }
+
+    /// Replaces the bytes in `range` with `items`, encoded; `added` is how
+    /// many items that adds. Growth is exact, as a listpack's: doubling
+    /// would leave half of a small collection's buffer empty.
+    fn splice(&mut self, range: std::ops::Range<usize>, items: &[&[u8]], added: u32) {
+        let mut encoded = Vec::with_capacity(items.iter().map(|i| i.len() + 10).sum());
+        for item in items {
+            push_varint(&mut encoded, item.len());
+            encoded.extend_from_slice(item);
+        }
+        self.buf.reserve_exact(encoded.len().saturating_sub(range.len()));
+        self.buf.splice(range, encoded);
+        self.items += added;
     }
 
     /// The byte range of the `step`-aligned group whose first item is
@@ -285,12 +295,7 @@ impl Set {
                     }
                     at = data + len;
                 }
-                let mut item = Vec::with_capacity(member.len() + 1);
-                push_varint(&mut item, member.len());
-                item.extend_from_slice(member);
-                items.buf.reserve_exact(item.len());
-                items.buf.splice(at..at, item);
-                items.items += 1;
+                items.splice(at..at, &[member], 1);
                 return true;
             }
             if fits {
@@ -446,15 +451,7 @@ impl Hash {
             if n <= MAX_FIELDS && field.len() <= MAX_ITEM && value.len() <= MAX_ITEM {
                 match old {
                     // In place, as a listpack keeps a field's position.
-                    Some((start, end)) => {
-                        let mut pair = Vec::with_capacity(end - start + value.len());
-                        for item in [field, value] {
-                            push_varint(&mut pair, item.len());
-                            pair.extend_from_slice(item);
-                        }
-                        p.buf.reserve_exact(pair.len().saturating_sub(end - start));
-                        p.buf.splice(start..end, pair);
-                    }
+                    Some((start, end)) => p.splice(start..end, &[field, value], 0),
                     None => {
                         p.push(field);
                         p.push(value);
