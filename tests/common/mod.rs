@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -10,12 +11,29 @@ use std::time::{Duration, Instant};
 pub struct Server {
     child: Child,
     pub port: u16,
+    /// Where the server's stderr goes (Mayfly only).
+    log: Option<PathBuf>,
+    /// The test stopped it (`terminate`), or saw it stop (`is_alive`).
+    stopped: bool,
 }
 
 impl Drop for Server {
+    /// A server that exited by itself during its test says so, with its
+    /// stderr, in the failing test's output.
     fn drop(&mut self) {
+        if let (false, Ok(Some(status))) = (self.stopped, self.child.try_wait()) {
+            let log = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok());
+            eprintln!(
+                "the server on port {} exited during the test ({status}); its stderr:\n{}",
+                self.port,
+                log.unwrap_or_default()
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(path) = &self.log {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -42,6 +60,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.stopped = true;
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
         assert!(sent.success());
@@ -49,8 +68,12 @@ impl Server {
     }
 
     /// Whether the process is still running.
+    /// Whether the process is still running; a test that asks expects it
+    /// may stop by itself.
     pub fn is_alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        let alive = matches!(self.child.try_wait(), Ok(None));
+        self.stopped |= !alive;
+        alive
     }
 }
 
@@ -87,12 +110,19 @@ fn wait_ready(port: u16, child: &mut Child) -> bool {
 }
 
 /// Starts a server on a free port, retrying when the port was taken.
-fn start(mut command: impl FnMut(u16) -> Command) -> Server {
+/// `command` gets the port and the file for the server's stderr, if any.
+fn start(mut command: impl FnMut(u16) -> (Command, Option<PathBuf>)) -> Server {
     for _ in 0..5 {
         let port = free_port();
-        let mut child = command(port).spawn().expect("spawn server");
+        let (mut command, log) = command(port);
+        let mut child = command.spawn().expect("spawn server");
         if wait_ready(port, &mut child) {
-            return Server { child, port };
+            return Server {
+                child,
+                port,
+                log,
+                stopped: false,
+            };
         }
     }
     panic!("could not start a server on a free port");
@@ -101,14 +131,16 @@ fn start(mut command: impl FnMut(u16) -> Command) -> Server {
 /// Starts Mayfly with `threads` executors and extra flags.
 pub fn mayfly_with(threads: usize, extra: &[&str]) -> Server {
     start(|port| {
+        let log = std::env::temp_dir().join(format!("mayfly-test-{}-{port}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log).map_or(Stdio::null(), Stdio::from);
         let mut c = Command::new(env!("CARGO_BIN_EXE_mayfly"));
         c.arg(format!("--port={port}"))
             .arg(format!("--proactor_threads={threads}"))
             .arg("--loglevel=warning")
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        c
+            .stderr(stderr);
+        (c, Some(log))
     })
 }
 
@@ -130,7 +162,7 @@ pub fn redis_server() -> Option<Server> {
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        c
+        (c, None)
     }))
 }
 
