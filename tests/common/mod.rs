@@ -67,7 +67,6 @@ impl Server {
         self.child.wait().expect("wait")
     }
 
-    /// Whether the process is still running.
     /// Whether the process is still running; a test that asks expects it
     /// may stop by itself.
     pub fn is_alive(&mut self) -> bool {
