@@ -41,6 +41,10 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub runtime: Mutex<RuntimeConfig>,
     pub shutting_down: AtomicBool,
+    /// Every executor waits here, its driver started and its socket bound,
+    /// before any listens: a server whose start-up fails on one core exits
+    /// before it has accepted a single connection.
+    pub startup: std::sync::Barrier,
 }
 
 /// Per-command counters for INFO commandstats.
@@ -104,6 +108,7 @@ pub fn run(config: Config) -> std::io::Result<()> {
         started: Instant::now(),
         next_client_id: AtomicU64::new(1),
         shutting_down: AtomicBool::new(false),
+        startup: std::sync::Barrier::new(threads),
     });
     log_notice!(
         "Mayfly {} starting: {} thread(s), redis_version {}",
@@ -187,6 +192,11 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
             std::process::exit(1);
         }
     };
+    shared.startup.wait();
+    if let Err(e) = listener.listen() {
+        log_warning!("Could not listen on {addr}: {e}");
+        std::process::exit(1);
+    }
     if id == 0 {
         log_notice!("Ready to accept connections on {addr}");
     }

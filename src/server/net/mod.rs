@@ -107,6 +107,7 @@ pub fn close_listeners() {
 
 impl Listener {
     /// Binds with SO_REUSEPORT, so every executor can bind the same port.
+    /// The uring backend's socket accepts nothing before `listen`.
     pub fn bind(backend: Backend, addr: &str) -> io::Result<Listener> {
         let listener = match backend {
             Backend::Uring => Listener::Uring(uring::Listener::bind(addr)?),
@@ -118,6 +119,14 @@ impl Listener {
             LISTENERS.lock().expect("listeners").push(l.raw_fd());
         }
         Ok(listener)
+    }
+
+    /// Starts accepting connections (glommio's listener already does).
+    pub fn listen(&self) -> io::Result<()> {
+        match self {
+            Listener::Uring(l) => l.listen(),
+            Listener::Glommio(_) => Ok(()),
+        }
     }
 
     pub async fn accept(&self) -> io::Result<Stream> {
@@ -171,7 +180,8 @@ impl Stream {
 /// What `tcp_socket` does after binding.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Bind {
-    /// SO_REUSEPORT and listen: one of the executors' shared listeners.
+    /// SO_REUSEPORT: one of the executors' shared listeners, which starts
+    /// listening only with `listen` (once every executor is ready).
     Listen,
     /// Bind only, without SO_REUSEPORT: a probe that fails while anyone
     /// listens on the address. It never listens, so no client can connect
@@ -229,11 +239,20 @@ pub fn tcp_socket(addr: SocketAddr, how: Bind) -> io::Result<RawFd> {
                 )
             }
         };
-        if rc != 0 || (how == Bind::Listen && libc::listen(fd, 511) != 0) {
+        if rc != 0 {
             return fail(fd);
         }
         Ok(fd)
     }
+}
+
+/// Starts a bound socket listening.
+pub fn listen(fd: RawFd) -> io::Result<()> {
+    // SAFETY: listen on a descriptor this process owns.
+    if unsafe { libc::listen(fd, 511) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Fails with the bind error when another socket listens on `addr`.

@@ -530,8 +530,15 @@ impl Listener {
             error: None,
             waker: None,
         }));
-        reactor.arm_accept(slot, fd);
         Ok(Listener { reactor, slot })
+    }
+
+    /// Starts listening and arms the multishot ACCEPT.
+    pub fn listen(&self) -> io::Result<()> {
+        let fd = self.raw_fd();
+        super::listen(fd)?;
+        self.reactor.arm_accept(self.slot, fd);
+        Ok(())
     }
 
     pub fn raw_fd(&self) -> RawFd {
