@@ -55,7 +55,7 @@ run_rb() { # config server port pid P n client-cpus
     t0=$(cpu_ticks "$pid")
     out=$(taskset -c "$ccpu" redis-benchmark -p "$port" -t set,get -r 100000 -n "$n" -c 50 -P "$P" --csv 2>/dev/null | grep -v '^"test')
     t1=$(cpu_ticks "$pid")
-    while IFS=, read -r test rps _ _ _ p99 _ _; do
+    while IFS=, read -r test rps _ _ _ _ p99 _; do
         test=${test//\"/}; rps=${rps//\"/}; p99=${p99//\"/}
         record "$cfg" "$srv" "rb-$test-P$P-ops" "$rps"
         record "$cfg" "$srv" "rb-$test-P$P-p99ms" "$p99"

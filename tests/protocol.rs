@@ -242,3 +242,49 @@ fn large_values_arrive_in_pieces() {
     let n: usize = c.strlen("big").unwrap();
     assert_eq!(n, value.len());
 }
+
+/// Every connection of a core receives into one shared set of buffers: many
+/// connections sending large pipelines at once must each get their own
+/// bytes back intact, whether or not the buffers ran out on the way.
+#[test]
+fn many_connections_sending_at_once_keep_their_bytes() {
+    let server = common::mayfly_with(1, &[]);
+    let value_of = |conn: usize, i: usize| -> Vec<u8> {
+        (0..40_000).map(|j| b'a' + ((conn * 7 + i * 3 + j) % 26) as u8).collect()
+    };
+    let port = server.port;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            std::thread::spawn(move || {
+                let conns: Vec<usize> = (w * 60..(w + 1) * 60).collect();
+                let mut streams: Vec<TcpStream> = conns.iter().map(|_| raw_conn(port)).collect();
+                for (&conn, s) in conns.iter().zip(streams.iter_mut()) {
+                    let mut req = Vec::new();
+                    for i in 0..2 {
+                        let key = format!("k:{conn}:{i}");
+                        let value = value_of(conn, i);
+                        req.extend_from_slice(
+                            format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${}\r\n", key.len(), value.len()).as_bytes(),
+                        );
+                        req.extend_from_slice(&value);
+                        req.extend_from_slice(b"\r\n");
+                    }
+                    s.write_all(&req).unwrap();
+                }
+                for s in streams.iter_mut() {
+                    assert_eq!(read_some(s, 10), b"+OK\r\n+OK\r\n");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let mut c = server.conn();
+    for conn in 0..240 {
+        for i in 0..2 {
+            let got: Vec<u8> = c.get(format!("k:{conn}:{i}")).unwrap();
+            assert!(got == value_of(conn, i), "value {conn}:{i} differs");
+        }
+    }
+}

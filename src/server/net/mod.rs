@@ -88,9 +88,9 @@ pub async fn sleep(duration: std::time::Duration) {
 }
 
 /// Starts the per-executor machinery a backend needs (the uring driver).
-pub fn start_executor(backend: Backend, spin: std::time::Duration) -> io::Result<()> {
+pub fn start_executor(backend: Backend, spin: std::time::Duration, wake_batch_us: u32) -> io::Result<()> {
     match backend {
-        Backend::Uring => uring::start(spin),
+        Backend::Uring => uring::start(spin, wake_batch_us),
         Backend::Glommio => Ok(()),
     }
 }

@@ -11,8 +11,7 @@
 //! # Who does what
 //!
 //! * **Connection tasks** (glommio tasks) never make socket syscalls. A read
-//!   takes bytes that a completed RECV left in the connection's buffer and
-//!   re-arms the RECV; a write appends to the connection's send queue and,
+//!   takes the bytes that RECV completions left for the connection; a write appends to the connection's send queue and,
 //!   when no SEND is in flight, queues one. Both only push SQEs.
 //! * **The driver task** (`drive`) makes one `io_uring_enter` per pass: it
 //!   submits everything queued and runs the deferred completions, then hands
@@ -34,12 +33,16 @@
 //!
 //! # Buffers
 //!
-//! A RECV writes into the connection's own 16 KiB buffer, and a SEND reads
-//! from the connection's `sending` vector; neither is touched by anything
-//! else while its operation is in flight. A dropped stream cancels its RECV,
-//! lets its SENDs finish (so QUIT's reply is delivered), and only then closes
-//! the descriptor and frees the slot, so no completion can reach a reused
-//! slot.
+//! Each connection keeps one multishot RECV armed; the kernel fills
+//! buffers from a ring shared by the executor's connections
+//! (`RecvBuffers`), and the driver copies each into the connection's
+//! `inbound` bytes and returns the buffer at once. A SEND reads from the
+//! connection's `sending` vector, which nothing touches while the SEND is
+//! in flight. Sockets are also registered in the ring's file table, which
+//! spares the kernel a descriptor lookup per operation. A dropped stream
+//! cancels its RECV, lets its SENDs finish (so QUIT's reply is delivered),
+//! and only then closes the descriptor and frees the slot, so no completion
+//! can reach a reused slot.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -48,6 +51,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -57,7 +61,18 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use crate::shard::Doorbell;
 
 const RING_ENTRIES: u32 = 4096;
+/// Slots of the ring's registered-file table. A connection whose slot
+/// number is below this uses its registered file, which spares the kernel
+/// a descriptor lookup and a reference count on every RECV and SEND.
+const FIXED_FILES: u32 = 16 * 1024;
+/// Receive buffers the kernel picks from (a provided-buffer ring), and the
+/// size of each: a RECV fills at most one, as Redis reads at most 16 KiB.
+const RECV_BUFS: u16 = 128;
 const RECV_BUF: usize = 16 * 1024;
+/// The ring's buffer group for receives.
+const RECV_GROUP: u16 = 0;
+/// A connection's `inbound` buffer larger than this is freed once emptied.
+const INBOUND_KEEP: usize = 1 << 20;
 /// A writer waits once this many bytes are queued behind an in-flight send.
 const SEND_HIGH_WATER: usize = 8 << 20;
 /// `IORING_ENTER_GETEVENTS`: run deferred completion work.
@@ -90,22 +105,113 @@ fn reactor() -> io::Result<Rc<Reactor>> {
 }
 
 /// Creates this executor's ring and starts its driver task.
-pub fn start(spin: Duration) -> io::Result<()> {
+pub fn start(spin: Duration, wake_batch_us: u32) -> io::Result<()> {
     let reactor = Rc::new(Reactor::new()?);
     REACTOR.with(|r| *r.borrow_mut() = Some(reactor.clone()));
-    glommio::spawn_local(drive(reactor, spin)).detach();
+    glommio::spawn_local(drive(reactor, spin, wake_batch_us)).detach();
     Ok(())
 }
 
-/// The kernel's flag for a RECV that polls before it reads (io_uring.h);
-/// the io-uring crate does not re-export it.
-const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+/// Receive buffers shared by all of a ring's connections.
+///
+/// One multishot RECV per connection stays armed; each time data arrives the
+/// kernel copies it into a buffer it takes from this ring and posts its id.
+/// The driver copies the bytes to the connection's `inbound` and gives the
+/// buffer back at once, so no buffer is ever held by a slow reader, and a
+/// connection needs no receive buffer of its own while it waits.
+struct RecvBuffers {
+    /// RECV_BUFS entries, page-aligned as the kernel requires; the tail
+    /// the kernel reads lives inside the first entry.
+    entries: *mut types::BufRingEntry,
+    /// RECV_BUFS buffers of RECV_BUF bytes, written by the kernel: Rust
+    /// code only ever reads them, through `data`, after a completion.
+    memory: *mut u8,
+    tail: Cell<u16>,
+}
+
+impl RecvBuffers {
+    fn entries_layout() -> std::alloc::Layout {
+        let size = RECV_BUFS as usize * std::mem::size_of::<types::BufRingEntry>();
+        std::alloc::Layout::from_size_align(size, 4096).expect("buffer ring layout")
+    }
+
+    fn memory_layout() -> std::alloc::Layout {
+        std::alloc::Layout::from_size_align(RECV_BUFS as usize * RECV_BUF, 4096).expect("buffer layout")
+    }
+
+    /// Allocates the buffers and registers them with `ring`.
+    fn register(ring: &IoUring) -> io::Result<RecvBuffers> {
+        // SAFETY: both layouts have non-zero sizes; null results are
+        // checked (and `Drop` frees whatever was allocated).
+        let bufs = unsafe {
+            RecvBuffers {
+                entries: std::alloc::alloc_zeroed(Self::entries_layout()).cast(),
+                memory: std::alloc::alloc(Self::memory_layout()),
+                tail: Cell::new(0),
+            }
+        };
+        if bufs.entries.is_null() || bufs.memory.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        // SAFETY: the entries stay allocated until `bufs` is dropped, which
+        // happens after the ring (see the field order of `Reactor`).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(bufs.entries as u64, RECV_BUFS, RECV_GROUP, 0)?;
+        }
+        for bid in 0..RECV_BUFS {
+            bufs.give_back(bid);
+        }
+        Ok(bufs)
+    }
+
+    /// The first `len` bytes of buffer `bid`, as the kernel filled them.
+    fn data(&self, bid: u16, len: usize) -> &[u8] {
+        assert!(bid < RECV_BUFS, "buffer id out of range");
+        // SAFETY: in bounds; the kernel wrote these bytes before posting
+        // the completion and writes this buffer again only after
+        // `give_back`, by which time the slice is gone.
+        unsafe { std::slice::from_raw_parts(self.memory.add(bid as usize * RECV_BUF), len.min(RECV_BUF)) }
+    }
+
+    /// Returns buffer `bid` to the kernel.
+    fn give_back(&self, bid: u16) {
+        let tail = self.tail.get();
+        let index = (tail & (RECV_BUFS - 1)) as usize;
+        // SAFETY: index < RECV_BUFS; the kernel reads entries only between
+        // its head and the published tail, and this one is past the tail.
+        unsafe {
+            let entry = &mut *self.entries.add(index);
+            entry.set_addr(self.memory.add(bid as usize * RECV_BUF) as u64);
+            entry.set_len(RECV_BUF as u32);
+            entry.set_bid(bid);
+            let published = types::BufRingEntry::tail(self.entries).cast_mut();
+            (*(published as *const std::sync::atomic::AtomicU16)).store(tail.wrapping_add(1), Ordering::Release);
+        }
+        self.tail.set(tail.wrapping_add(1));
+    }
+}
+
+impl Drop for RecvBuffers {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `register` with these layouts.
+        unsafe {
+            if !self.entries.is_null() {
+                std::alloc::dealloc(self.entries.cast(), Self::entries_layout());
+            }
+            if !self.memory.is_null() {
+                std::alloc::dealloc(self.memory, Self::memory_layout());
+            }
+        }
+    }
+}
 
 struct ConnState {
     fd: RawFd,
-    buf: Box<[u8]>,
-    /// Bytes of `buf` filled by the last RECV and not yet taken.
-    filled: usize,
+    /// `fd` is also registered in the ring's file table, at the slot's index.
+    fixed: bool,
+    /// Bytes received and not yet taken by the reader.
+    inbound: BytesMut,
     recv_inflight: bool,
     eof: bool,
     error: Option<i32>,
@@ -190,13 +296,31 @@ impl Slots {
 }
 
 struct Reactor {
+    /// Dropped first: the kernel forgets `recv_buffers` with the ring.
     ring: RefCell<IoUring>,
+    recv_buffers: RecvBuffers,
     slots: RefCell<Slots>,
     doorbell: &'static Doorbell,
     /// Where the doorbell's READ lands; only the kernel writes it.
     doorbell_buf: Box<Cell<u64>>,
     completions: RefCell<Vec<(u64, i32, u32)>>,
     woken: RefCell<Vec<Waker>>,
+    /// The ring has a sparse file table of FIXED_FILES slots.
+    files: bool,
+}
+
+/// Runs `$body` with `$t` bound to the connection's socket as the ring
+/// should name it: its registered file when it has one, else its descriptor.
+macro_rules! with_socket {
+    ($c:expr, $slot:expr, |$t:ident| $body:expr) => {
+        if $c.fixed {
+            let $t = types::Fixed($slot as u32);
+            $body
+        } else {
+            let $t = types::Fd($c.fd);
+            $body
+        }
+    };
 }
 
 impl Reactor {
@@ -208,13 +332,18 @@ impl Reactor {
             .setup_submit_all()
             .setup_cqsize(RING_ENTRIES * 4)
             .build(RING_ENTRIES)?;
+        // Without a file table every socket is named by its descriptor.
+        let files = ring.submitter().register_files_sparse(FIXED_FILES).is_ok();
+        let recv_buffers = RecvBuffers::register(&ring)?;
         let reactor = Reactor {
             ring: RefCell::new(ring),
+            recv_buffers,
             slots: RefCell::new(Slots::default()),
             doorbell: Doorbell::install()?,
             doorbell_buf: Box::new(Cell::new(0)),
             completions: RefCell::new(Vec::with_capacity(256)),
             woken: RefCell::new(Vec::new()),
+            files,
         };
         reactor.arm_doorbell();
         Ok(reactor)
@@ -273,15 +402,21 @@ impl Reactor {
         n
     }
 
-    /// Blocks the thread until a completion, a doorbell or `timeout`.
-    fn block(&self, timeout: Duration) {
+    /// Blocks the thread until a completion, a doorbell or `timeout`; with
+    /// `batch_us`, until WAKE_BATCH completions or, once `batch_us` has
+    /// passed, the first one.
+    fn block(&self, timeout: Duration, batch_us: Option<u32>) {
         if !self.doorbell.prepare_to_block() {
             return;
         }
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
+        let (want, args) = match batch_us {
+            Some(us) => (WAKE_BATCH, args.min_wait_usec(us)),
+            None => (1, args),
+        };
         // ETIME on timeout, EINTR on a signal: both just end the wait.
-        let _ = self.ring.borrow_mut().submitter().submit_with_args(1, &args);
+        let _ = self.ring.borrow_mut().submitter().submit_with_args(want, &args);
         self.doorbell.unblocked();
     }
 
@@ -316,12 +451,28 @@ impl Reactor {
                 }
             }
             OP_RECV => {
-                let Some(c) = slots.conn(slot) else { return };
-                c.recv_inflight = false;
+                let bid = cqueue::buffer_select(flags);
+                let Some(c) = slots.conn(slot) else {
+                    if let Some(bid) = bid {
+                        self.recv_buffers.give_back(bid);
+                    }
+                    return;
+                };
+                if let Some(bid) = bid {
+                    if res > 0 && !c.dropped {
+                        c.inbound.extend_from_slice(self.recv_buffers.data(bid, res as usize));
+                    }
+                    self.recv_buffers.give_back(bid);
+                }
+                if !cqueue::more(flags) {
+                    c.recv_inflight = false;
+                }
                 match res {
-                    n if n > 0 => c.filled = n as usize,
+                    n if n > 0 => {}
                     0 => c.eof = true,
-                    e if e == -libc::ECANCELED => {}
+                    // ENOBUFS: every buffer was taken at once; the reader
+                    // re-arms once it has taken what it has.
+                    e if e == -libc::ECANCELED || e == -libc::ENOBUFS => {}
                     e => c.error = Some(-e),
                 }
                 if let Some(w) = c.reader.take() {
@@ -393,18 +544,15 @@ impl Reactor {
         unsafe { self.push(sqe) };
     }
 
+    /// Arms the connection's multishot RECV, which stays armed until EOF,
+    /// an error, a cancel or a moment with no free buffer.
     fn arm_recv(&self, c: &mut ConnState, slot: usize) {
         c.recv_inflight = true;
-        // The RECV is armed as soon as the last data is taken, before the
-        // request is answered, so the socket is almost always empty: poll
-        // first instead of trying (and failing) to read at once.
-        let sqe = opcode::Recv::new(types::Fd(c.fd), c.buf.as_mut_ptr(), c.buf.len() as u32)
-            .ioprio(IORING_RECVSEND_POLL_FIRST)
+        let sqe = with_socket!(c, slot, |s| opcode::RecvMulti::new(s, RECV_GROUP)
             .build()
-            .user_data(user_data(slot, OP_RECV));
-        // SAFETY: `buf` is a boxed slice owned by the slot, which lives until
-        // this RECV completes (see maybe_close), and nothing else touches it
-        // while `recv_inflight` is set.
+            .user_data(user_data(slot, OP_RECV)));
+        // SAFETY: the buffers it fills belong to the reactor's ring, which
+        // the reactor keeps registered as long as the ring lives.
         unsafe { self.push(sqe) };
     }
 
@@ -412,10 +560,10 @@ impl Reactor {
     fn start_send(&self, c: &mut ConnState, slot: usize) {
         c.send_inflight = true;
         let rest = &c.sending[c.sent..];
-        let sqe = opcode::Send::new(types::Fd(c.fd), rest.as_ptr(), rest.len() as u32)
+        let sqe = with_socket!(c, slot, |s| opcode::Send::new(s, rest.as_ptr(), rest.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(user_data(slot, OP_SEND));
+            .user_data(user_data(slot, OP_SEND)));
         // SAFETY: `sending` is neither resized nor dropped while
         // `send_inflight` is set; new bytes go to `queued`.
         unsafe { self.push(sqe) };
@@ -427,28 +575,54 @@ impl Reactor {
         if !c.dropped || c.recv_inflight || c.send_inflight || c.cancel_inflight {
             return;
         }
+        if c.fixed {
+            // Drops the table's reference to the socket; a failure would
+            // leave it open until the slot is reused, which replaces it.
+            let _ = self.ring.borrow().submitter().register_files_update(slot as u32, &[-1]);
+        }
         // SAFETY: the descriptor is ours and no operation uses it any more.
         unsafe { libc::close(c.fd) };
         slots.free(slot);
     }
 }
 
+/// Completions a batched wake-up waits for (see `--wake_batch_us`).
+const WAKE_BATCH: usize = 8;
+
+/// Wake-ups batch once they find this many completions each, on average.
+const BATCH_FROM: u32 = 4;
+
 /// Runs passes while there is work; when idle for `spin` and alone on the
 /// executor, blocks in the ring (see the module page).
-async fn drive(reactor: Rc<Reactor>, spin: Duration) {
+///
+/// Each wake-up costs a context switch, which on a VM is a large part of a
+/// request's CPU. So when the wake-ups of late find several completions
+/// each (a busy server), the driver lets the kernel gather up to
+/// WAKE_BATCH before waking it, for at most `wake_batch_us`. A quiet
+/// server's wake-ups find one completion each, and it wakes at once.
+async fn drive(reactor: Rc<Reactor>, spin: Duration, wake_batch_us: u32) {
     let spin_ticks = crate::clock::us_to_ticks(spin.as_micros() as u64);
     let mut idle_since: Option<u64> = None;
     let mut polls = super::task_polls();
+    // Completions found per wake-up, times 8, as a moving average.
+    let mut per_wake_x8: u32 = 0;
+    let mut just_woke = false;
     loop {
         let work = reactor.pass();
+        if just_woke {
+            per_wake_x8 = per_wake_x8 - per_wake_x8 / 8 + work.min(64) as u32;
+            just_woke = false;
+        }
         let others_ran = super::task_polls() != polls;
         if work > 0 || others_ran {
             idle_since = None;
         } else {
             let since = *idle_since.get_or_insert_with(crate::clock::ticks);
             if crate::clock::ticks().wrapping_sub(since) >= spin_ticks {
-                reactor.block(IDLE_WAIT);
+                let busy = wake_batch_us > 0 && per_wake_x8 >= BATCH_FROM * 8;
+                reactor.block(IDLE_WAIT, busy.then_some(wake_batch_us));
                 idle_since = None;
+                just_woke = true;
             }
         }
         polls = super::task_polls();
@@ -587,10 +761,11 @@ impl Stream {
                 std::mem::size_of_val(&one) as u32,
             );
         }
-        let slot = reactor.slots.borrow_mut().insert(Slot::Conn(Box::new(ConnState {
+        let mut slots = reactor.slots.borrow_mut();
+        let slot = slots.insert(Slot::Conn(Box::new(ConnState {
             fd,
-            buf: vec![0u8; RECV_BUF].into_boxed_slice(),
-            filled: 0,
+            fixed: false,
+            inbound: BytesMut::new(),
             recv_inflight: false,
             eof: false,
             error: None,
@@ -603,6 +778,18 @@ impl Stream {
             cancel_inflight: false,
             dropped: false,
         })));
+        if reactor.files
+            && slot < FIXED_FILES as usize
+            && reactor
+                .ring
+                .borrow()
+                .submitter()
+                .register_files_update(slot as u32, &[fd])
+                .is_ok()
+        {
+            slots.conn(slot).expect("connection slot").fixed = true;
+        }
+        drop(slots);
         Stream { reactor, slot, fd }
     }
 
@@ -610,11 +797,18 @@ impl Stream {
         poll_fn(|cx| {
             let mut slots = self.reactor.slots.borrow_mut();
             let c = slots.conn(self.slot).expect("connection slot");
-            if c.filled > 0 {
-                let n = c.filled;
-                buf.extend_from_slice(&c.buf[..n]);
-                c.filled = 0;
-                if !c.eof && c.error.is_none() {
+            if !c.inbound.is_empty() {
+                let n = c.inbound.len();
+                if buf.is_empty() {
+                    std::mem::swap(buf, &mut c.inbound);
+                } else {
+                    buf.extend_from_slice(&c.inbound);
+                    c.inbound.clear();
+                }
+                if c.inbound.capacity() > INBOUND_KEEP {
+                    c.inbound = BytesMut::new();
+                }
+                if !c.recv_inflight && !c.eof && c.error.is_none() {
                     self.reactor.arm_recv(c, self.slot);
                 }
                 return Poll::Ready(Ok(n));
