@@ -11,8 +11,9 @@
 //! # Who does what
 //!
 //! * **Connection tasks** (glommio tasks) never make socket syscalls. A read
-//!   takes the bytes that RECV completions left for the connection; a write appends to the connection's send queue and,
-//!   when no SEND is in flight, queues one. Both only push SQEs.
+//!   takes the bytes that RECV completions left for the connection; a write
+//!   appends to the connection's send queue and, when no SEND is in flight,
+//!   queues one. Both only push SQEs.
 //! * **The driver task** (`drive`) makes one `io_uring_enter` per pass: it
 //!   submits everything queued and runs the deferred completions, then hands
 //!   each CQE to its connection or listener and wakes the task waiting on it.
