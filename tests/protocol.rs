@@ -250,7 +250,9 @@ fn large_values_arrive_in_pieces() {
 fn many_connections_sending_at_once_keep_their_bytes() {
     let server = common::mayfly_with(1, &[]);
     let value_of = |conn: usize, i: usize| -> Vec<u8> {
-        (0..40_000).map(|j| b'a' + ((conn * 7 + i * 3 + j) % 26) as u8).collect()
+        (0..40_000)
+            .map(|j| b'a' + ((conn * 7 + i * 3 + j) % 26) as u8)
+            .collect()
     };
     let port = server.port;
     let workers: Vec<_> = (0..4)
