@@ -74,6 +74,11 @@ const RECV_BUF: usize = 16 * 1024;
 const RECV_GROUP: u16 = 0;
 /// A connection's `inbound` buffer larger than this is freed once emptied.
 const INBOUND_KEEP: usize = 1 << 20;
+/// Received bytes a connection may hold before its reader takes them. Past
+/// this the RECV is cancelled, so a client that sends faster than its
+/// commands run is held back by TCP instead of filling the server's memory;
+/// the reader re-arms it once it has taken the bytes.
+const INBOUND_HIGH_WATER: usize = 256 << 10;
 /// A writer waits once this many bytes are queued behind an in-flight send.
 const SEND_HIGH_WATER: usize = 8 << 20;
 /// `IORING_ENTER_GETEVENTS`: run deferred completion work.
@@ -467,6 +472,8 @@ impl Reactor {
                 }
                 if !cqueue::more(flags) {
                     c.recv_inflight = false;
+                } else if c.inbound.len() > INBOUND_HIGH_WATER {
+                    self.cancel_recv(c, slot);
                 }
                 match res {
                     n if n > 0 => {}
@@ -554,6 +561,19 @@ impl Reactor {
             .user_data(user_data(slot, OP_RECV)));
         // SAFETY: the buffers it fills belong to the reactor's ring, which
         // the reactor keeps registered as long as the ring lives.
+        unsafe { self.push(sqe) };
+    }
+
+    /// Cancels the connection's RECV, unless a cancel is already on its way.
+    fn cancel_recv(&self, c: &mut ConnState, slot: usize) {
+        if !c.recv_inflight || c.cancel_inflight {
+            return;
+        }
+        c.cancel_inflight = true;
+        let sqe = opcode::AsyncCancel::new(user_data(slot, OP_RECV))
+            .build()
+            .user_data(user_data(slot, OP_CANCEL));
+        // SAFETY: a cancel names no buffer.
         unsafe { self.push(sqe) };
     }
 
@@ -902,14 +922,7 @@ impl Drop for Stream {
         c.dropped = true;
         c.reader = None;
         c.writer = None;
-        if c.recv_inflight && !c.cancel_inflight {
-            c.cancel_inflight = true;
-            let sqe = opcode::AsyncCancel::new(user_data(self.slot, OP_RECV))
-                .build()
-                .user_data(user_data(self.slot, OP_CANCEL));
-            // SAFETY: a cancel names no buffer.
-            unsafe { self.reactor.push(sqe) };
-        }
+        self.reactor.cancel_recv(c, self.slot);
         self.reactor.maybe_close(&mut slots, self.slot);
     }
 }
