@@ -190,6 +190,10 @@ pub struct Core {
     pub gate: barrier::Gate,
 }
 
+/// Empty polls a synchronous wait spins through before it starts yielding
+/// the CPU between polls (a few microseconds).
+const SPIN_POLLS: u32 = 256;
+
 impl Core {
     pub fn nshards(&self) -> usize {
         self.mesh.len()
@@ -317,12 +321,21 @@ impl Core {
         }
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
+        let mut idle_polls = 0u32;
         loop {
             if let Some(v) = rx.try_take() {
                 return v.expect("a shard dropped a reply");
             }
-            if !self.run_one_sent_job() {
+            if self.run_one_sent_job() {
+                idle_polls = 0;
+            } else if idle_polls < SPIN_POLLS {
+                idle_polls += 1;
                 std::hint::spin_loop();
+            } else {
+                // The owner is slow to answer: it may be waiting for this
+                // very CPU (two executors and a client on two cores), so
+                // let whoever else is runnable here go first.
+                std::thread::yield_now();
             }
         }
     }
