@@ -290,3 +290,45 @@ fn many_connections_sending_at_once_keep_their_bytes() {
         }
     }
 }
+
+/// A client that sends without reading its replies is held back by TCP once
+/// the server stops taking its bytes: the server must not keep receiving
+/// into its own memory without bound.
+#[test]
+fn a_client_that_never_reads_is_held_back() {
+    let server = common::mayfly_with(1, &[]);
+    let mut c = server.conn();
+    let _: () = c.set("big", vec![b'v'; 100_000]).unwrap();
+    let mut s = raw_conn(server.port);
+    s.set_nonblocking(true).unwrap();
+    let chunk = b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(4096);
+    // About 6 MB fit in the two sockets' kernel buffers on this kind of
+    // machine; a server that kept reading took 67 MB here.
+    let limit = 32usize << 20;
+    let mut written = 0usize;
+    let mut stalls = 0;
+    while written < limit {
+        match s.write(&chunk) {
+            Ok(n) => {
+                written += n;
+                stalls = 0;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                // Give the server time to drain, in case it is only slow.
+                stalls += 1;
+                if stalls == 20 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    assert!(
+        written < limit,
+        "the server took {written} bytes from a client that reads nothing"
+    );
+    drop(s);
+    let pong: String = cmd("PING").query(&mut c).unwrap();
+    assert_eq!(pong, "PONG");
+}
