@@ -630,7 +630,9 @@ const BATCH_FROM: u32 = 4;
 /// request's CPU. So when the wake-ups of late find several completions
 /// each (a busy server), the driver lets the kernel gather up to
 /// WAKE_BATCH before waking it, for at most `wake_batch_us`. A quiet
-/// server's wake-ups find one completion each, and it wakes at once.
+/// server's wake-ups find one completion each, and it wakes at once. A
+/// doorbell rung by another core is one completion like any other, so
+/// while batching, a cross-core message may wait up to `wake_batch_us`.
 async fn drive(reactor: Rc<Reactor>, spin: Duration, wake_batch_us: u32) {
     let spin_ticks = crate::clock::us_to_ticks(spin.as_micros() as u64);
     let mut idle_since: Option<u64> = None;
