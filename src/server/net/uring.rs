@@ -70,6 +70,7 @@ const FIXED_FILES: u32 = 16 * 1024;
 /// size of each: a RECV fills at most one, as Redis reads at most 16 KiB.
 const RECV_BUFS: u16 = 128;
 const RECV_BUF: usize = 16 * 1024;
+const _: () = assert!(RECV_BUFS.is_power_of_two(), "the ring's index is a mask");
 /// The ring's buffer group for receives.
 const RECV_GROUP: u16 = 0;
 /// A connection's `inbound` buffer larger than this is freed once emptied.
@@ -148,7 +149,9 @@ impl RecvBuffers {
     /// Allocates the buffers and registers them with `ring`.
     fn register(ring: &IoUring) -> io::Result<RecvBuffers> {
         // SAFETY: both layouts have non-zero sizes; null results are
-        // checked (and `Drop` frees whatever was allocated).
+        // checked. Neither allocation is ever freed: the kernel may write a
+        // buffer until its asynchronous teardown of the ring has finished,
+        // and a reactor lives as long as its thread anyway.
         let bufs = unsafe {
             RecvBuffers {
                 entries: std::alloc::alloc_zeroed(Self::entries_layout()).cast(),
@@ -159,8 +162,7 @@ impl RecvBuffers {
         if bufs.entries.is_null() || bufs.memory.is_null() {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
-        // SAFETY: the entries stay allocated until `bufs` is dropped, which
-        // happens after the ring (see the field order of `Reactor`).
+        // SAFETY: the entries and buffers are never freed (see above).
         unsafe {
             ring.submitter()
                 .register_buf_ring_with_flags(bufs.entries as u64, RECV_BUFS, RECV_GROUP, 0)?;
@@ -195,20 +197,6 @@ impl RecvBuffers {
             (*(published as *const std::sync::atomic::AtomicU16)).store(tail.wrapping_add(1), Ordering::Release);
         }
         self.tail.set(tail.wrapping_add(1));
-    }
-}
-
-impl Drop for RecvBuffers {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `register` with these layouts.
-        unsafe {
-            if !self.entries.is_null() {
-                std::alloc::dealloc(self.entries.cast(), Self::entries_layout());
-            }
-            if !self.memory.is_null() {
-                std::alloc::dealloc(self.memory, Self::memory_layout());
-            }
-        }
     }
 }
 
@@ -302,7 +290,6 @@ impl Slots {
 }
 
 struct Reactor {
-    /// Dropped first: the kernel forgets `recv_buffers` with the ring.
     ring: RefCell<IoUring>,
     recv_buffers: RecvBuffers,
     slots: RefCell<Slots>,
