@@ -418,12 +418,8 @@ fn call_command(ctx: &mut CallCtx, args: MultiValue) -> Result<Reply, String> {
 fn run_sync<F: Future>(core: &crate::shard::Core, fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        if !core.run_one_sent_job() {
-            std::hint::spin_loop();
-        }
-    }
+    core.wait_sync(|| match fut.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    })
 }

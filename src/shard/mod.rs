@@ -321,10 +321,19 @@ impl Core {
         }
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
+        self.wait_sync(|| rx.try_take()).expect("a shard dropped a reply")
+    }
+
+    /// Polls `ready` until it gives a value, blocking this thread (see
+    /// `call_sync`). Meanwhile it runs the jobs other cores send to this
+    /// core's shard; with none, it spins a few microseconds, then yields
+    /// the CPU between polls: the core it waits for may be waiting for this
+    /// very CPU (two executors and a client on two cores).
+    pub fn wait_sync<R>(&self, mut ready: impl FnMut() -> Option<R>) -> R {
         let mut idle_polls = 0u32;
         loop {
-            if let Some(v) = rx.try_take() {
-                return v.expect("a shard dropped a reply");
+            if let Some(v) = ready() {
+                return v;
             }
             if self.run_one_sent_job() {
                 idle_polls = 0;
@@ -332,9 +341,6 @@ impl Core {
                 idle_polls += 1;
                 std::hint::spin_loop();
             } else {
-                // The owner is slow to answer: it may be waiting for this
-                // very CPU (two executors and a client on two cores), so
-                // let whoever else is runnable here go first.
                 std::thread::yield_now();
             }
         }
@@ -342,7 +348,7 @@ impl Core {
 
     /// Runs one job other cores sent to this core's shard, if any, from
     /// inside a synchronous wait. False when there was none.
-    pub fn run_one_sent_job(&self) -> bool {
+    fn run_one_sent_job(&self) -> bool {
         let Some(job) = self.mesh[self.id].try_take() else {
             return false;
         };
