@@ -642,8 +642,7 @@ async fn drive(reactor: Rc<Reactor>, spin: Duration, wake_batch_us: u32) {
             let since = *idle_since.get_or_insert_with(crate::clock::ticks);
             if crate::clock::ticks().wrapping_sub(since) >= spin_ticks {
                 if !yielded {
-                    // SAFETY: sched_yield takes no arguments.
-                    unsafe { libc::sched_yield() };
+                    std::thread::yield_now();
                     yielded = true;
                 } else {
                     let busy = wake_batch_us > 0 && per_wake_x8 >= BATCH_FROM * 8;
