@@ -440,7 +440,7 @@ async fn run_key_op(session: &Session, spec: &CommandSpec, op: KeyOp, args: Vec<
     let db = session.db;
     // The inline path; an atomic session goes through `run_keyed`, which
     // may reach this shard through a barrier's loan instead.
-    if shard == core.id && !session.atomic {
+    if shard == core.id && !session.atomic && core.is_home() {
         let mut sh = core.shard.borrow_mut();
         if sh.locks.is_idle() {
             let reply = op(&mut OpCtx::new(&mut sh, db), &args);

@@ -15,14 +15,15 @@
 //! * In both, every `redis.call` must touch only declared keys, or it fails
 //!   with `script tried accessing undeclared key`.
 //! * **Global** (`allow-undeclared-keys`): a global transaction. The
-//!   connection's core takes `Access::Global` on every shard in ascending
-//!   order: each shard first finishes the work ahead of it in its queue,
-//!   then pauses. The other cores then lend it their shards
-//!   (`shard::barrier`), so the script, which may touch any key of any
-//!   database, reaches every shard directly with no message per call;
-//!   then every shard resumes. Global scripts of one core share one
-//!   barrier. Other connections stay connected and their commands wait in
-//!   the shards' queues; none fails.
+//!   script travels to the barrier's home core, which takes
+//!   `Access::Global` on every shard in ascending order: each shard first
+//!   finishes the work ahead of it in its queue, then pauses, and its core
+//!   lends the shard (`shard::barrier`), so the script, which may touch any
+//!   key of any database, reaches every shard directly with no message per
+//!   call; then every shard resumes. Global scripts share one barrier
+//!   while they keep coming. Other connections stay connected and their
+//!   commands wait in the shards' queues; none fails, and a lending core
+//!   keeps answering what needs no shard.
 //! * **NonAtomic** (`disable-atomicity`): Dragonfly lets each call stand
 //!   alone. Mayfly runs such a script as if the flag were absent (behind
 //!   the barrier when it may touch undeclared keys, else with its keys
@@ -37,10 +38,8 @@
 //! owner answers. Lua callbacks are synchronous, so blocking is the only
 //! option without coroutines, and it is safe:
 //!
-//! * **Two global scripts at once** on different cores both ask for every
-//!   shard in ascending order; whoever is granted shard 0 first gets them
-//!   all, and the other waits (asynchronously, its core still serving) in
-//!   the queues. Only the winner ever blocks.
+//! * **Two global scripts at once** run one after the other on the home
+//!   core, in one epoch or in two; only that core ever blocks in them.
 //! * **A global script meets a MULTI in flight**: EXEC also locks in
 //!   ascending order, so one of the two is entirely ahead of the other in
 //!   every shard's queue.
@@ -142,18 +141,40 @@ pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_on
     match mode {
         // With one shard, every key is on it: the barrier is that shard.
         Mode::Global if core.nshards() == 1 => on_owner(run, session, 0).await,
-        Mode::Global => global(&run, session).await,
+        Mode::Global => global(run, session).await,
         Mode::OneShard(shard) => on_owner(run, session, shard).await,
         Mode::LockAhead => lock_ahead(&run, session).await,
         // Stronger than asked, on purpose: see the module page.
-        Mode::NonAtomic if undeclared => global(&run, session).await,
+        Mode::NonAtomic if undeclared => global(run, session).await,
         Mode::NonAtomic => lock_ahead(&run, session).await,
     }
 }
 
-async fn global(run: &Run, session: &Session) -> Reply {
-    let ticket = barrier::enter(session.core()).await;
-    ticket.run(|| run.here(session, true))
+/// Runs a global script behind the barrier, on the barrier's home core
+/// (`barrier::HOME`): global scripts from every core share its epochs, so
+/// under a steady stream of them the barrier changes hands rarely.
+async fn global(run: Run, session: &Session) -> Reply {
+    let core = session.core();
+    if core.id == barrier::HOME {
+        let ticket = barrier::enter(core).await;
+        return ticket.run(|| run.here(session, true));
+    }
+    let (reply, rx) = oneshot();
+    let caller = Caller::of(session);
+    core.mesh[barrier::HOME].send(Box::new(move |_| {
+        // glommio polls a task as it spawns it, and this job runs with the
+        // shard borrowed: the script starts on the task's next poll.
+        crate::server::net::spawn(async move {
+            futures_lite::future::yield_now().await;
+            let node = crate::server::local_node();
+            let ticket = barrier::enter(&node.core).await;
+            let info = Rc::new(RefCell::new(ClientInfo::new(caller.id, -1, None, None)));
+            let result = ticket.run(|| run.in_session(node.clone(), info, caller, true));
+            drop(ticket);
+            reply.send(result);
+        });
+    }));
+    rx.await.expect("the barrier's core dropped a script")
 }
 
 async fn lock_ahead(run: &Run, session: &Session) -> Reply {
@@ -176,6 +197,7 @@ async fn on_owner(run: Run, session: &Session, shard: usize) -> Reply {
     };
     let core = session.core();
     if shard == core.id {
+        core.until_home().await;
         job.submit(&mut core.shard.borrow_mut());
     } else {
         core.mesh[shard].send(Box::new(move |sh| job.submit(sh)));

@@ -23,7 +23,7 @@ pub use conn::Session;
 
 use crate::config::Config;
 use crate::db::{Map, now_ms};
-use crate::shard::{Core, Hint, Inbox, Job, Shard};
+use crate::shard::{Core, Hint, Inbox, Job, Shard, barrier};
 use crate::{log_notice, log_warning};
 
 /// Settings that CONFIG SET may change at run time.
@@ -185,6 +185,8 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
     }
     net::spawn(drain_inbox(node.clone()));
     net::spawn(expire_cycle(node.clone()));
+    let lender = node.clone();
+    net::spawn(async move { barrier::serve_loans(&lender.core).await });
     let listener = match net::Listener::bind(backend, &addr) {
         Ok(l) => l,
         Err(e) => {
@@ -225,6 +227,7 @@ async fn drain_inbox(node: Rc<Node>) {
     let mut batch: Vec<(Job, Hint)> = Vec::with_capacity(64);
     loop {
         poll_fn(|cx| inbox.poll_drain(cx, 64, &mut batch)).await;
+        node.core.until_home().await;
         {
             let mut shard = node.core.shard.borrow_mut();
             if batch.len() > 1 {
@@ -246,6 +249,7 @@ async fn drain_inbox(node: Rc<Node>) {
 async fn expire_cycle(node: Rc<Node>) {
     loop {
         net::sleep(Duration::from_millis(100)).await;
+        node.core.until_home().await;
         let now = now_ms();
         let mut shard = node.core.shard.borrow_mut();
         for db in shard.dbs.iter_mut() {

@@ -8,56 +8,59 @@
 //! # Who sends what to whom
 //!
 //! ```text
-//! holder core H                             every other core C
-//! hold Global on every shard, ascending --  as any transaction (tx.rs);
-//!                                           no core is parked yet
-//! send a lend job to each C  ------------>  lend: reply with its &mut Shard,
-//! wait for every loan  <-----------------   then park the thread until the
-//!                                           loan comes back
-//! run global scripts of H's connections,
-//!   each reaching every shard directly
-//!   (Core::lent, Core::call_sync)
-//! return every loan: flag + unpark  ----->  the lend job ends; C's loop
-//! release the Global locks  ------------->  resumes and runs what queued
+//! holder core H                               every other core C, ascending
+//! hold Global on its own shard (tx.rs)
+//! ask C for Global and a loan  ------------>  queue for Global like any
+//!                                             transaction; once granted, the
+//! wait for the loan  <----------------------  loan task hands out &mut Shard
+//!                                             and C stops touching its shard
+//! run global scripts of H's connections,      C keeps serving its sockets and
+//!   each reaching every shard directly        any work that needs no shard;
+//!   (Core::lent, Core::call_sync)             work on its shard waits
+//! return every loan  ---------------------->  C releases Global, runs what
+//! release Global on its own shard             queued, and is home again
 //! ```
 //!
 //! # One barrier, many scripts
 //!
-//! Taking the barrier costs two round trips and wakes every core, far more
-//! than a short script. So the global scripts of one core share it: the
-//! first one takes it (an *epoch*), scripts that arrive while it is being
+//! Taking the barrier costs a round trip per other core, far more than a
+//! short script. So global scripts share it: they all run on one core,
+//! `HOME` (script/mod.rs sends them there from other cores), the first one
+//! takes the barrier (an *epoch*), scripts that arrive while it is being
 //! taken or held join, up to `EPOCH_MAX`, and the last one to finish gives
-//! it back. Joining never jumps a queue on another core: scripts of other
-//! cores wait for the Global locks, which are released at the end of the
-//! epoch, like any other work. Between two scripts of an epoch the holder's
-//! core runs its other tasks; their work waits behind the Global locks.
+//! it back. Joining never jumps a queue on another shard: work there waits
+//! for the Global locks, which are released at the end of the epoch. Between
+//! two scripts of an epoch the holder's core runs its other tasks; their
+//! work on shards waits behind the Global locks.
 //!
 //! # Why it is safe
 //!
-//! * **Exclusive access.** A lender hands out the `&mut Shard` its job was
-//!   given and does nothing until the loan comes back. The holder's scripts
-//!   run one at a time, synchronously, so they are the only code touching
-//!   any shard. The return flag is stored with Release and read with
-//!   Acquire, so the lender sees every write.
-//! * **No deadlock.** Loans are asked for only once every Global lock is
-//!   held, so no transaction anywhere holds a lock, and no coordinator on a
-//!   parked lender can be one the holder waits for. Two cores taking the
-//!   barrier at once order themselves on the locks like any transactions.
-//!   A lend job that reaches a core spinning in `call_sync` or a script's
-//!   `run_sync` runs there; that core was waiting on a shard the holder has
-//!   locked anyway. An epoch ends once its admitted scripts finish, and
-//!   they wait for nothing but the barrier.
+//! * **Exclusive access.** While its shard is out, a lender runs no work on
+//!   it: every place that reaches a core's own shard first waits until the
+//!   shard is home (`Core::until_home`). The holder's scripts run one at a
+//!   time, synchronously, so they are the only code touching any shard. The
+//!   loan goes out and comes back through one-shot replies, whose mutex
+//!   orders every write before the other side reads.
+//! * **No deadlock.** Global locks are taken in ascending shard order, as
+//!   any transaction takes its locks, and a lender's core keeps running:
+//!   a coordinator there that holds locks elsewhere finishes its work and
+//!   releases them, since it needs nothing from the lent shard (it holds no
+//!   lock there, or Global would not have been granted). Two cores taking
+//!   the barrier at once order themselves on the locks. An epoch ends once
+//!   its admitted scripts finish, and they wait for nothing but the
+//!   barrier.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::ptr::NonNull;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, Waker};
 
 use super::locks::{self, Access};
 use super::tx::hold;
 use super::{Core, ReplyTx, Shard, oneshot};
+
+/// The core that global scripts run on, whichever core their client is on.
+pub const HOME: usize = 0;
 
 /// Scripts one epoch admits before later ones wait for the next.
 const EPOCH_MAX: usize = 32;
@@ -91,10 +94,16 @@ impl ShardPtr {
     }
 }
 
-/// The lender's side of a loan: set when its shard comes back.
-struct Loan {
-    returned: AtomicBool,
-    lender: std::thread::Thread,
+/// What a holder gets for a loan: the shard, and the way to give it back.
+type Loan = (ShardPtr, ReplyTx<()>);
+
+/// A shard's pending request for a loan: set by the Global lock's grant,
+/// served by its core's loan task (`serve_loans`) once nothing on that core
+/// has the shard borrowed.
+#[derive(Default)]
+pub struct LoanDesk {
+    asked: Option<ReplyTx<Loan>>,
+    server: Option<Waker>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,10 +114,14 @@ enum Phase {
     Held,
 }
 
-/// One core's share of the barrier: the current epoch.
+/// One core's share of the barrier: the current epoch, and whether its own
+/// shard is out on loan.
 #[derive(Default)]
 pub struct Gate {
     state: RefCell<GateState>,
+    away: Cell<bool>,
+    /// Tasks waiting for the shard to come home.
+    homecoming: RefCell<Vec<Waker>>,
 }
 
 #[derive(Default)]
@@ -120,7 +133,8 @@ struct GateState {
     admitted: usize,
     /// Other cores' shards, while held.
     remote: Vec<Option<ShardPtr>>,
-    loans: Vec<Arc<Loan>>,
+    /// How to give each of them back.
+    returns: Vec<ReplyTx<()>>,
     waiters: Vec<Waker>,
 }
 
@@ -170,40 +184,96 @@ pub async fn enter(core: &Core) -> Ticket<'_> {
     ticket
 }
 
-/// Takes the Global locks, then the loans (see the module page).
+/// Takes the Global lock of every shard, ascending, with a loan of each
+/// other core's shard (see the module page).
 async fn acquire(core: &Core) {
-    for shard in 0..core.nshards() {
-        hold(core, shard, Access::Global).await;
-    }
-    let mut pending = Vec::new();
-    for shard in (0..core.nshards()).filter(|&s| s != core.id) {
-        let (tx, rx) = oneshot::<(ShardPtr, Arc<Loan>)>();
-        core.mesh[shard].send(Box::new(move |sh| lend(sh, tx)));
-        pending.push((shard, rx));
-    }
     let mut remote = vec![None; core.nshards()];
-    let mut loans = Vec::new();
-    for (shard, rx) in pending {
-        let (ptr, loan) = rx.await.expect("a shard dropped a loan");
-        remote[shard] = Some(ptr);
-        loans.push(loan);
+    let mut returns = Vec::new();
+    for (shard, slot) in remote.iter_mut().enumerate() {
+        if shard == core.id {
+            hold(core, shard, Access::Global).await;
+            continue;
+        }
+        let (tx, rx) = oneshot::<Loan>();
+        core.mesh[shard].send(Box::new(move |sh| {
+            locks::submit(sh, Access::Global, true, Box::new(move |sh| sh.loans.ask(tx)));
+        }));
+        let (ptr, back) = rx.await.expect("a shard dropped a loan");
+        *slot = Some(ptr);
+        returns.push(back);
     }
     let mut g = core.gate.state.borrow_mut();
     g.remote = remote;
-    g.loans = loans;
+    g.returns = returns;
     g.phase = Phase::Held;
     g.waiters.drain(..).for_each(Waker::wake);
 }
 
-/// Runs on a lender's core: hands out its shard and waits for it back.
-fn lend(shard: &mut Shard, tx: ReplyTx<(ShardPtr, Arc<Loan>)>) {
-    let loan = Arc::new(Loan {
-        returned: AtomicBool::new(false),
-        lender: std::thread::current(),
-    });
-    tx.send((ShardPtr(NonNull::from(&mut *shard)), loan.clone()));
-    while !loan.returned.load(Ordering::Acquire) {
-        std::thread::park();
+impl LoanDesk {
+    /// Asks for this shard on loan; its Global lock is held for the asker.
+    fn ask(&mut self, tx: ReplyTx<Loan>) {
+        debug_assert!(self.asked.is_none(), "two loans of one shard");
+        self.asked = Some(tx);
+        if let Some(server) = self.server.take() {
+            server.wake();
+        }
+    }
+}
+
+/// A core's loan task: lends its shard when a barrier's holder asks, and
+/// takes it back. Runs for the life of the executor.
+pub async fn serve_loans(core: &Core) {
+    loop {
+        let asked = poll_fn(|cx| {
+            let mut sh = core.shard.borrow_mut();
+            match sh.loans.asked.take() {
+                Some(tx) => Poll::Ready(tx),
+                None => {
+                    sh.loans.server = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let (back, returned) = oneshot::<()>();
+        core.gate.away.set(true);
+        // The pointer comes from the cell itself: nothing on this core
+        // borrows the shard until it is home (`Core::until_home`).
+        let shard = NonNull::new(core.shard.as_ptr()).expect("a shard has an address");
+        asked.send((ShardPtr(shard), back));
+        // A holder that died with the loan leaves nothing to wait for.
+        let _ = returned.await;
+        core.gate.away.set(false);
+        {
+            // Scripts may have written anything: every WATCHer hears so.
+            let mut sh = core.shard.borrow_mut();
+            sh.touch_access(&Access::Global);
+            locks::release(&mut sh, &Access::Global);
+        }
+        core.gate.homecoming.take().into_iter().for_each(Waker::wake);
+        // Let the woken work queue behind the next holder's Global lock
+        // before the shard can leave again, so it cannot be starved.
+        futures_lite::future::yield_now().await;
+    }
+}
+
+impl Core {
+    /// Whether this core's shard is here, not lent to a barrier's holder.
+    pub fn is_home(&self) -> bool {
+        !self.gate.away.get()
+    }
+
+    /// Waits until this core's shard is home. Every place that borrows the
+    /// shard waits here first, with no await between this and the borrow.
+    pub async fn until_home(&self) {
+        poll_fn(|cx| {
+            if self.is_home() {
+                return Poll::Ready(());
+            }
+            self.gate.homecoming.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -235,26 +305,18 @@ impl Drop for Ticket<'_> {
         if g.users > 0 || g.phase != Phase::Held {
             return;
         }
-        for loan in g.loans.drain(..) {
-            loan.returned.store(true, Ordering::Release);
-            loan.lender.unpark();
+        // Each lender releases its own Global lock when its shard is back.
+        for back in g.returns.drain(..) {
+            back.send(());
         }
         g.remote.clear();
         g.phase = Phase::Idle;
         g.admitted = 0;
         g.waiters.drain(..).for_each(Waker::wake);
         drop(g);
-        // Scripts may have written anything: every shard's WATCHers hear so.
-        let release = |sh: &mut Shard| {
-            sh.touch_access(&Access::Global);
-            locks::release(sh, &Access::Global);
-        };
-        for shard in 0..core.nshards() {
-            if shard == core.id {
-                release(&mut core.shard.borrow_mut());
-            } else {
-                core.mesh[shard].send(Box::new(release));
-            }
-        }
+        // Scripts may have written anything: every WATCHer hears so.
+        let mut sh = core.shard.borrow_mut();
+        sh.touch_access(&Access::Global);
+        locks::release(&mut sh, &Access::Global);
     }
 }

@@ -45,6 +45,8 @@ pub struct Shard {
     watch_epoch: u64,
     pub stats: ShardStats,
     rng: u64,
+    /// A barrier's request to borrow this shard (barrier.rs).
+    pub loans: barrier::LoanDesk,
 }
 
 impl Shard {
@@ -58,6 +60,7 @@ impl Shard {
             watched: Default::default(),
             watch_epoch: 0,
             stats: Default::default(),
+            loans: Default::default(),
             rng: 0x9e37_79b9_7f4a_7c15 ^ (crate::db::now_ms() << 8) ^ id as u64,
         }
     }
@@ -211,6 +214,7 @@ impl Core {
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
         if shard == self.id {
+            self.until_home().await;
             return f(&mut self.shard.borrow_mut());
         }
         let (tx, rx) = oneshot();
@@ -225,6 +229,7 @@ impl Core {
         F: FnOnce(&mut Shard) -> R + Send + 'static,
     {
         if shard == self.id {
+            self.until_home().await;
             let rx = {
                 let mut sh = self.shard.borrow_mut();
                 if sh.locks.is_idle() {
@@ -317,6 +322,9 @@ impl Core {
             return f(unsafe { ptr.get() });
         }
         if shard == self.id {
+            // Only a caller holding a lock here gets this far, and a shard
+            // with a lock held is not lent.
+            debug_assert!(self.is_home());
             return f(&mut self.shard.borrow_mut());
         }
         let (tx, rx) = oneshot();
@@ -349,6 +357,9 @@ impl Core {
     /// Runs one job other cores sent to this core's shard, if any, from
     /// inside a synchronous wait. False when there was none.
     fn run_one_sent_job(&self) -> bool {
+        if !self.is_home() {
+            return false;
+        }
         let Some(job) = self.mesh[self.id].try_take() else {
             return false;
         };
@@ -395,6 +406,7 @@ impl Core {
                 pending.push((shard, None));
             }
         }
+        self.until_home().await;
         let local = f(&mut self.shard.borrow_mut());
         let mut local = Some(local);
         let mut out = Vec::with_capacity(pending.len());

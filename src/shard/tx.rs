@@ -100,6 +100,7 @@ where
         pending.push((index, rx));
     }
     if let Some((index, access, op)) = local {
+        debug_assert!(core.is_home(), "a shard with a lock held is not lent");
         let mut sh = core.shard.borrow_mut();
         results[index] = Some(op(&mut sh));
         locks::release(&mut sh, &access);
@@ -115,6 +116,7 @@ pub(super) async fn hold(core: &Core, shard: usize, access: Access) {
     let (tx, rx) = oneshot::<()>();
     let job = move |sh: &mut Shard| locks::submit(sh, access, true, Box::new(move |_| tx.send(())));
     if shard == core.id {
+        core.until_home().await;
         job(&mut core.shard.borrow_mut());
     } else {
         core.mesh[shard].send(Box::new(job));
@@ -131,6 +133,7 @@ where
     let (tx, rx) = oneshot();
     let job = move |sh: &mut Shard| locks::submit(sh, access, false, Box::new(move |sh| tx.send(op(sh))));
     if shard == core.id {
+        core.until_home().await;
         job(&mut core.shard.borrow_mut());
     } else {
         core.mesh[shard].send(Box::new(job));
@@ -218,6 +221,7 @@ impl Drop for Held<'_> {
                 locks::release(sh, &access);
             };
             if shard == self.core.id {
+                debug_assert!(self.core.is_home(), "a shard with a lock held is not lent");
                 release(&mut self.core.shard.borrow_mut());
             } else {
                 self.core.mesh[shard].send(Box::new(release));
