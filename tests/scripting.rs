@@ -432,6 +432,52 @@ fn concurrent_global_scripts_from_both_cores_stay_atomic() {
 }
 
 #[test]
+fn a_core_lending_its_shard_keeps_answering() {
+    // While a global script runs, the other core has lent it its shard but
+    // still serves its own clients (it used to park until the loan came
+    // back). Connections spread over both cores, so some are on that core.
+    let server = common::mayfly();
+    let mut conns: Vec<_> = (0..16).map(|_| server.conn()).collect();
+    for c in conns.iter_mut() {
+        let _: String = cmd("PING").query(c).unwrap();
+    }
+    let mut runner_conn = server.conn();
+    let runner = thread::spawn(move || {
+        let script = "--!df flags=allow-undeclared-keys\n\
+                      local t0 = redis.call('time')\n\
+                      repeat local t = redis.call('time')\n\
+                      until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 600000\n\
+                      return redis.call('incr', 'lent:done')";
+        let n: i64 = cmd("EVAL").arg(script).arg(0).query(&mut runner_conn).unwrap();
+        n
+    });
+    thread::sleep(Duration::from_millis(150));
+    // All at once, so that a connection stuck behind the script holds up
+    // only itself.
+    let pings: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            thread::spawn(move || {
+                let started = Instant::now();
+                let _: String = cmd("PING").query(&mut c).unwrap();
+                started.elapsed()
+            })
+        })
+        .collect();
+    let quick = pings
+        .into_iter()
+        .map(|p| p.join().unwrap())
+        .filter(|waited| *waited < Duration::from_millis(100))
+        .count();
+    assert_eq!(runner.join().unwrap(), 1);
+    assert!(quick > 0, "no connection was answered while the script ran");
+    // Work on keys waited for the script, then ran.
+    let mut c = server.conn();
+    let n: i64 = c.incr("lent:done", 1).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
 fn non_atomic_scripts_finish_beside_cross_shard_transactions() {
     // A call that waits for a key locked by a transaction whose coordinator
     // runs on the script's own core must not block that core for good.

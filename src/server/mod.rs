@@ -187,6 +187,8 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
     net::spawn(expire_cycle(node.clone()));
     let lender = node.clone();
     net::spawn(async move { barrier::serve_loans(&lender.core).await });
+    let reaper = node.clone();
+    net::spawn(async move { barrier::reap_idle(&reaper.core).await });
     let listener = match net::Listener::bind(backend, &addr) {
         Ok(l) => l,
         Err(e) => {

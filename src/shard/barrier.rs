@@ -54,6 +54,7 @@ use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::ptr::NonNull;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 use super::locks::{self, Access};
 use super::tx::hold;
@@ -61,6 +62,10 @@ use super::{Core, ReplyTx, Shard, oneshot};
 
 /// The core that global scripts run on, whichever core their client is on.
 pub const HOME: usize = 0;
+
+/// How long an epoch that ran out of scripts keeps the barrier, in case
+/// more come, when nothing else wants any shard.
+const LINGER: Duration = Duration::from_micros(200);
 
 /// Scripts one epoch admits before later ones wait for the next.
 const EPOCH_MAX: usize = 32;
@@ -102,8 +107,10 @@ type Loan = (ShardPtr, ReplyTx<()>);
 /// has the shard borrowed.
 #[derive(Default)]
 pub struct LoanDesk {
-    asked: Option<ReplyTx<Loan>>,
+    asked: Option<(ReplyTx<Loan>, usize)>,
     server: Option<Waker>,
+    /// The holder's epoch reaper, while its epoch lingers (`reap_idle`).
+    reaper: Option<Waker>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
@@ -120,6 +127,8 @@ enum Phase {
 pub struct Gate {
     state: RefCell<GateState>,
     away: Cell<bool>,
+    /// While away: the core holding the shard.
+    lent_to: Cell<usize>,
     /// Tasks waiting for the shard to come home.
     homecoming: RefCell<Vec<Waker>>,
 }
@@ -127,6 +136,10 @@ pub struct Gate {
 #[derive(Default)]
 struct GateState {
     phase: Phase,
+    /// When the epoch ran out of scripts, while it lingers.
+    idle_since: Option<Instant>,
+    /// The epoch reaper, waiting for an epoch to go idle.
+    reaper: Option<Waker>,
     /// Tickets alive in this epoch.
     users: usize,
     /// Tickets this epoch has handed out.
@@ -195,8 +208,9 @@ async fn acquire(core: &Core) {
             continue;
         }
         let (tx, rx) = oneshot::<Loan>();
+        let holder = core.id;
         core.mesh[shard].send(Box::new(move |sh| {
-            locks::submit(sh, Access::Global, true, Box::new(move |sh| sh.loans.ask(tx)));
+            locks::submit(sh, Access::Global, true, Box::new(move |sh| sh.loans.ask(tx, holder)));
         }));
         let (ptr, back) = rx.await.expect("a shard dropped a loan");
         *slot = Some(ptr);
@@ -211,11 +225,19 @@ async fn acquire(core: &Core) {
 
 impl LoanDesk {
     /// Asks for this shard on loan; its Global lock is held for the asker.
-    fn ask(&mut self, tx: ReplyTx<Loan>) {
+    fn ask(&mut self, tx: ReplyTx<Loan>, holder: usize) {
         debug_assert!(self.asked.is_none(), "two loans of one shard");
-        self.asked = Some(tx);
+        self.asked = Some((tx, holder));
         if let Some(server) = self.server.take() {
             server.wake();
+        }
+    }
+
+    /// Work is waiting behind this shard's Global lock, here or on a
+    /// lender: a lingering epoch should end now.
+    pub fn recall(&mut self) {
+        if let Some(reaper) = self.reaper.take() {
+            reaper.wake();
         }
     }
 }
@@ -224,7 +246,7 @@ impl LoanDesk {
 /// takes it back. Runs for the life of the executor.
 pub async fn serve_loans(core: &Core) {
     loop {
-        let asked = poll_fn(|cx| {
+        let (asked, holder) = poll_fn(|cx| {
             let mut sh = core.shard.borrow_mut();
             match sh.loans.asked.take() {
                 Some(tx) => Poll::Ready(tx),
@@ -237,6 +259,7 @@ pub async fn serve_loans(core: &Core) {
         .await;
         let (back, returned) = oneshot::<()>();
         core.gate.away.set(true);
+        core.gate.lent_to.set(holder);
         // The pointer comes from the cell itself: nothing on this core
         // borrows the shard until it is home (`Core::until_home`).
         let shard = NonNull::new(core.shard.as_ptr()).expect("a shard has an address");
@@ -244,6 +267,7 @@ pub async fn serve_loans(core: &Core) {
         // A holder that died with the loan leaves nothing to wait for.
         let _ = returned.await;
         core.gate.away.set(false);
+        core.mesh[core.id].set_homesick(false);
         {
             // Scripts may have written anything: every WATCHer hears so.
             let mut sh = core.shard.borrow_mut();
@@ -271,6 +295,12 @@ impl Core {
                 return Poll::Ready(());
             }
             self.gate.homecoming.borrow_mut().push(cx.waker().clone());
+            // The holder gives the shard back at the end of its epoch, or
+            // at once if its epoch lingers.
+            if !self.mesh[self.id].is_homesick() {
+                self.mesh[self.id].set_homesick(true);
+                self.mesh[self.gate.lent_to.get()].send(Box::new(|sh| sh.loans.recall()));
+            }
             Poll::Pending
         })
         .await
@@ -300,23 +330,100 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let core = self.core;
-        let mut g = core.gate.state.borrow_mut();
-        g.users -= 1;
-        if g.users > 0 || g.phase != Phase::Held {
-            return;
+        {
+            let mut g = core.gate.state.borrow_mut();
+            g.users -= 1;
+            if g.users > 0 || g.phase != Phase::Held {
+                return;
+            }
+            g.admitted = 0;
         }
-        // Each lender releases its own Global lock when its shard is back.
-        for back in g.returns.drain(..) {
-            back.send(());
-        }
-        g.remote.clear();
-        g.phase = Phase::Idle;
-        g.admitted = 0;
-        g.waiters.drain(..).for_each(Waker::wake);
-        drop(g);
-        // Scripts may have written anything: every WATCHer hears so.
+        // Scripts may have written anything: every WATCHer hears so. The
+        // lenders' WATCHers hear it when their shards come home.
         let mut sh = core.shard.borrow_mut();
         sh.touch_access(&Access::Global);
         locks::release(&mut sh, &Access::Global);
+        let mut g = core.gate.state.borrow_mut();
+        if !(sh.locks.is_idle() && lenders_content(core, &g.remote)) {
+            drop(sh);
+            give_back(&mut g);
+            return;
+        }
+        // Nothing else wants any shard: keep the barrier, for the scripts
+        // that wait, or for a moment in case more come (`reap_idle`).
+        locks::submit(&mut sh, Access::Global, true, Box::new(|_| {}));
+        drop(sh);
+        if !g.waiters.is_empty() {
+            g.waiters.drain(..).for_each(Waker::wake);
+            return;
+        }
+        g.idle_since = Some(Instant::now());
+        if let Some(reaper) = g.reaper.take() {
+            reaper.wake();
+        }
     }
+}
+
+/// A core's epoch reaper: ends an epoch that has run out of scripts once it
+/// has lingered `LINGER`, or as soon as other work wants a shard. Runs for
+/// the life of the executor.
+pub async fn reap_idle(core: &Core) {
+    loop {
+        let since = poll_fn(|cx| {
+            let mut g = core.gate.state.borrow_mut();
+            match g.idle_since {
+                Some(since) if g.phase == Phase::Held && g.users == 0 => Poll::Ready(since),
+                _ => {
+                    g.reaper = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let wanted = poll_fn(|cx| {
+            let g = core.gate.state.borrow();
+            let mut sh = core.shard.borrow_mut();
+            if sh.locks.nothing_waits() && lenders_content(core, &g.remote) {
+                sh.loans.reaper = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(())
+        });
+        let left = LINGER.saturating_sub(since.elapsed());
+        futures_lite::future::or(wanted, crate::server::net::sleep(left)).await;
+        core.shard.borrow_mut().loans.reaper = None;
+        let mut g = core.gate.state.borrow_mut();
+        // A script may have joined meanwhile; the epoch's end decides again.
+        if g.phase != Phase::Held || g.users > 0 || g.idle_since != Some(since) {
+            continue;
+        }
+        g.idle_since = None;
+        let mut sh = core.shard.borrow_mut();
+        locks::release(&mut sh, &Access::Global);
+        drop(sh);
+        give_back(&mut g);
+    }
+}
+
+/// Ends an epoch whose own shard's Global lock is released: returns the
+/// loans, each lender releasing its own lock once its shard is back.
+fn give_back(g: &mut GateState) {
+    g.idle_since = None;
+    for back in g.returns.drain(..) {
+        back.send(());
+    }
+    g.remote.clear();
+    g.phase = Phase::Idle;
+    g.waiters.drain(..).for_each(Waker::wake);
+}
+
+/// Whether no lender has work waiting for its shard: none queued for a
+/// lock, none sent, and no task of its own waiting for the shard.
+fn lenders_content(core: &Core, remote: &[Option<ShardPtr>]) -> bool {
+    remote.iter().enumerate().all(|(shard, ptr)| {
+        let Some(ptr) = ptr else { return true };
+        // SAFETY: the shard is lent to this core, and no script runs now.
+        let queued = !unsafe { ptr.get() }.locks.nothing_waits();
+        !queued && core.mesh[shard].is_empty() && !core.mesh[shard].is_homesick()
+    })
 }

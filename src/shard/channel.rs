@@ -143,6 +143,9 @@ pub struct Inbox {
     rx: crossbeam_channel::Receiver<(Job, Hint)>,
     waker: Mutex<Option<CoreWaker>>,
     sleeping: AtomicBool,
+    /// The owner has lent its shard out (barrier.rs) and has work waiting
+    /// for it to come home.
+    homesick: AtomicBool,
 }
 
 impl Default for Inbox {
@@ -153,6 +156,7 @@ impl Default for Inbox {
             rx,
             waker: Mutex::new(None),
             sleeping: AtomicBool::new(false),
+            homesick: AtomicBool::new(false),
         }
     }
 }
@@ -171,6 +175,19 @@ impl Inbox {
         {
             w.wake();
         }
+    }
+
+    /// Whether no job waits here.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    pub fn set_homesick(&self, homesick: bool) {
+        self.homesick.store(homesick, Ordering::SeqCst);
+    }
+
+    pub fn is_homesick(&self) -> bool {
+        self.homesick.load(Ordering::SeqCst)
     }
 
     /// Takes one job, if any, without waiting.

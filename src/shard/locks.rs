@@ -54,6 +54,11 @@ impl LockTable {
         !self.global && self.held.is_empty() && self.queue.is_empty()
     }
 
+    /// Whether no work waits for a lock.
+    pub fn nothing_waits(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     fn conflicts_with_held(&self, access: &Access) -> bool {
         if self.global {
             return true;
@@ -170,6 +175,9 @@ pub fn submit(shard: &mut Shard, access: Access, hold: bool, job: super::Job) {
         job(shard);
     } else {
         shard.locks.queue.push_back(Waiting { access, hold, job });
+        if shard.locks.global {
+            shard.loans.recall();
+        }
     }
 }
 
