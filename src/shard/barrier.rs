@@ -33,6 +33,14 @@
 //! two scripts of an epoch the holder's core runs its other tasks; their
 //! work on shards waits behind the Global locks.
 //!
+//! An epoch that ends while nothing else wants any shard keeps its loans:
+//! the next epoch starts at once if scripts wait, else the barrier lingers
+//! for `LINGER` in case more come. Work that then queues behind a Global
+//! lock ends the linger at once: on the holder's core the lock table wakes
+//! the reaper (`LoanDesk::recall`); a lender with work for its shard sends
+//! the holder a recall. Under a steady stream of global scripts the loans
+//! never travel.
+//!
 //! # Why it is safe
 //!
 //! * **Exclusive access.** While its shard is out, a lender runs no work on
