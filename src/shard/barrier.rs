@@ -28,7 +28,9 @@
 //! `HOME` (script/mod.rs sends them there from other cores), the first one
 //! takes the barrier (an *epoch*), scripts that arrive while it is being
 //! taken or held join, up to `EPOCH_MAX`, and the last one to finish gives
-//! it back. Joining never jumps a queue on another shard: work there waits
+//! it back. Scripts take numbered places as they arrive and each epoch
+//! admits the next `EPOCH_MAX` places, so a script that waited for one
+//! epoch is in the next: none can be overtaken for good. Joining never jumps a queue on another shard: work there waits
 //! for the Global locks, which are released at the end of the epoch. Between
 //! two scripts of an epoch the holder's core runs its other tasks; their
 //! work on shards waits behind the Global locks.
@@ -76,7 +78,7 @@ pub const HOME: usize = 0;
 const LINGER: Duration = Duration::from_micros(200);
 
 /// Scripts one epoch admits before later ones wait for the next.
-const EPOCH_MAX: usize = 32;
+const EPOCH_MAX: u64 = 32;
 
 /// A shard lent across cores under the barrier.
 #[derive(Clone, Copy)]
@@ -150,8 +152,10 @@ struct GateState {
     reaper: Option<Waker>,
     /// Tickets alive in this epoch.
     users: usize,
-    /// Tickets this epoch has handed out.
-    admitted: usize,
+    /// Places handed out so far, one per `enter`.
+    entered: u64,
+    /// Places up to this one may join the current epoch (or start one).
+    admit_upto: u64,
     /// Other cores' shards, while held.
     remote: Vec<Option<ShardPtr>>,
     /// How to give each of them back.
@@ -166,26 +170,29 @@ pub struct Ticket<'a> {
 
 /// Waits until this core holds the barrier, taking it if nobody is.
 pub async fn enter(core: &Core) -> Ticket<'_> {
-    // Join the current epoch, or wait for one that admits us.
+    // Places go in order of arrival: join the current epoch if it admits
+    // this place, else wait for one that does.
+    let place = {
+        let mut g = core.gate.state.borrow_mut();
+        g.entered += 1;
+        g.entered
+    };
     let leader = poll_fn(|cx| {
         let mut g = core.gate.state.borrow_mut();
-        match g.phase {
-            Phase::Idle => {
-                g.phase = Phase::Acquiring;
-                g.users = 1;
-                g.admitted = 1;
-                Poll::Ready(true)
-            }
-            _ if g.admitted < EPOCH_MAX => {
-                g.users += 1;
-                g.admitted += 1;
-                Poll::Ready(false)
-            }
-            _ => {
-                g.waiters.push(cx.waker().clone());
-                Poll::Pending
-            }
+        if place > g.admit_upto && g.phase == Phase::Idle {
+            // A new epoch takes the next places, this one at least.
+            g.admit_upto = (g.admit_upto + EPOCH_MAX).max(place);
         }
+        if place > g.admit_upto {
+            g.waiters.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        g.users += 1;
+        if g.phase != Phase::Idle {
+            return Poll::Ready(false);
+        }
+        g.phase = Phase::Acquiring;
+        Poll::Ready(true)
     })
     .await;
     let ticket = Ticket { core };
@@ -344,7 +351,6 @@ impl Drop for Ticket<'_> {
             if g.users > 0 || g.phase != Phase::Held {
                 return;
             }
-            g.admitted = 0;
         }
         // Scripts may have written anything: every WATCHer hears so. The
         // lenders' WATCHers hear it when their shards come home.
@@ -361,10 +367,11 @@ impl Drop for Ticket<'_> {
         // that wait, or for a moment in case more come (`reap_idle`).
         locks::submit(&mut sh, Access::Global, true, Box::new(|_| {}));
         drop(sh);
-        if !g.waiters.is_empty() {
-            g.waiters.drain(..).for_each(Waker::wake);
-            return;
-        }
+        // The next epoch admits the next places: those of scripts that
+        // wait, which join at once, or those of scripts yet to come.
+        g.admit_upto = g.admit_upto.min(g.entered) + EPOCH_MAX;
+        g.waiters.drain(..).for_each(Waker::wake);
+        // Should no script join, the reaper ends the epoch.
         g.idle_since = Some(Instant::now());
         if let Some(reaper) = g.reaper.take() {
             reaper.wake();
