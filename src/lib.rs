@@ -12,7 +12,6 @@
 //!
 //! * a single-key command runs on the shard that owns its key: inline when
 //!   that is the connection's own core, otherwise shipped to the owner as a
-//!   message whose answer comes back as a message;
 //!   message whose answer comes back as a message. In a pipelined batch
 //!   such messages all leave before the first answer is awaited;
 //! * a multi-key command whose keys span shards runs as a small transaction
@@ -20,8 +19,9 @@
 //!   client ever sees half of an MSET and no two transactions deadlock;
 //! * a Lua script (`script`) runs on the core that owns its declared keys
 //!   when they share a shard, with its keys locked when they do not, and
-//!   behind a global barrier (`shard::barrier`), with every shard lent to
-//!   it, when it may touch keys it never declared.
+//!   on one core behind a global barrier (`shard::barrier`), with every
+//!   other core's shard lent to it, when it may touch keys it never
+//!   declared. A lending core keeps serving its connections meanwhile.
 //!
 //! Sockets and timers live on a per-core io_uring ring of Mayfly's own
 //! (`server::net`); its driver is the only thing that makes the core sleep,
