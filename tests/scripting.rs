@@ -388,9 +388,19 @@ fn a_global_script_is_never_seen_half_done() {
 
 #[test]
 fn concurrent_global_scripts_from_both_cores_stay_atomic() {
-    // Writers on many connections (spread over both cores) make each core
-    // share its barrier among several scripts, and the cores take turns.
-    let server = common::mayfly();
+    global_scripts_stay_atomic(2);
+}
+
+#[test]
+fn global_scripts_stay_atomic_with_four_cores_lending() {
+    global_scripts_stay_atomic(4);
+}
+
+fn global_scripts_stay_atomic(threads: usize) {
+    // Writers on many connections (spread over every core) share the
+    // barrier's epochs, and a reader's MGET (a transaction of its own)
+    // must never see one script half done.
+    let server = common::mayfly_with(threads, &[]);
     let (a, b) = common::keys_on_two_shards("pair");
     let script = format!(
         "--!df flags=allow-undeclared-keys\n\
