@@ -185,7 +185,33 @@ fn transactions_match_redis() {
         &["GET", "a"],
         &["EXEC"],
         &["EXEC"],
+        // Single-key commands over keys of both shards, interleaved, with
+        // a runtime error among them: each shard's share runs as one job.
+        &["MULTI"],
+        &["SET", "k1", "10"],
+        &["INCR", "k2"],
+        &["RPUSH", "k3", "x", "y"],
+        &["INCRBY", "k1", "5"],
+        &["LPUSH", "k1", "z"],
+        &["SADD", "k4", "m"],
+        &["APPEND", "k2", "0"],
+        &["LRANGE", "k3", "0", "-1"],
+        &["GET", "k1"],
+        &["EXPIRE", "k4", "100"],
+        &["TTL", "k4"],
+        &["DEL", "k2"],
+        &["EXISTS", "k2"],
+        &["GET", "k5"],
+        &["EXEC"],
+        &["MULTI"],
+        &["GET", "k1"],
+        &["EXEC"],
     ];
+    let shards: std::collections::HashSet<usize> = ["k1", "k2", "k3", "k4", "k5"]
+        .iter()
+        .map(|k| mayfly::shard::shard_of(k.as_bytes(), 2))
+        .collect();
+    assert_eq!(shards.len(), 2, "the transaction's keys should span both shards");
     let mut r = redis.conn();
     let mut m = mayfly.conn();
     for args in script {

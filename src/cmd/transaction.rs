@@ -9,17 +9,24 @@
 //! session in atomic mode, so each command reaches its shard directly. No
 //! other client can see part of the transaction.
 //!
+//! When nothing is WATCHed and every queued command is a single-key one,
+//! EXEC instead sends each shard its commands as one job, and the jobs run
+//! as one multi-shard transaction (`tx::run_atomic`): a hop per shard in
+//! all, rather than a lock round trip per shard and a hop per command.
+//! Commands on different shards touch different keys, so running each
+//! shard's share in order gives the replies the queue's order would.
+//!
 //! WATCH registers a key on its shard, which bumps the key's version on every
 //! write to it. EXEC fails (a null reply) if any watched version moved.
 
 use bytes::Bytes;
 
-use super::{BoxFut, CommandSpec, Exec, execute, spec};
+use super::{BoxFut, CommandSpec, Exec, KeyOp, OpCtx, execute, spec};
 use crate::cmd::flags::*;
 use crate::resp::Reply;
 use crate::server::Session;
 use crate::shard::locks::Access;
-use crate::shard::tx;
+use crate::shard::{Shard, tx};
 
 pub const COMMANDS: &[CommandSpec] = &[
     spec(
@@ -192,6 +199,11 @@ fn exec(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
             unwatch_all(session).await;
             return Reply::Error("EXECABORT Transaction discarded because of previous errors.");
         }
+        if session.watched.is_empty()
+            && let Some(batches) = single_key_batches(session, &state.queue)
+        {
+            return Reply::Array(run_batches(session, batches, state.queue.len()).await);
+        }
         let node = session.node.clone();
         let core = &node.core;
         let parts = match lock_set(session, &state.queue) {
@@ -214,6 +226,86 @@ fn exec(session: &mut Session, _args: Vec<Bytes>) -> BoxFut<'_> {
             Some(r) => Reply::Array(r),
         }
     })
+}
+
+/// One queued single-key command: its place in the queue, its op and
+/// arguments, and where its key is.
+struct Queued {
+    index: usize,
+    op: KeyOp,
+    args: Vec<Bytes>,
+    key_at: usize,
+    write: bool,
+}
+
+/// The queue's commands grouped by the shard of their key, in queue order
+/// within each shard; None unless every command has exactly one key.
+fn single_key_batches(
+    session: &Session,
+    queue: &[(&'static CommandSpec, Vec<Bytes>)],
+) -> Option<Vec<(usize, Vec<Queued>)>> {
+    if queue.is_empty() {
+        return None;
+    }
+    let core = session.core();
+    let mut batches: Vec<(usize, Vec<Queued>)> = Vec::new();
+    for (index, (spec, args)) in queue.iter().enumerate() {
+        let Exec::Key(op) = spec.exec else { return None };
+        let key_at = spec.first_key as usize;
+        if spec.key_args(args)?.len() != 1 || args.len() <= key_at {
+            return None;
+        }
+        let shard = core.shard_of(&args[key_at]);
+        let queued = Queued {
+            index,
+            op,
+            args: args.clone(),
+            key_at,
+            write: spec.is_write(),
+        };
+        match batches.iter_mut().find(|(s, _)| *s == shard) {
+            Some((_, batch)) => batch.push(queued),
+            None => batches.push((shard, vec![queued])),
+        }
+    }
+    Some(batches)
+}
+
+/// Runs each shard's batch as a part of one transaction; replies in queue
+/// order.
+async fn run_batches(session: &Session, batches: Vec<(usize, Vec<Queued>)>, count: usize) -> Vec<Reply> {
+    let db = session.db;
+    let write = batches.iter().flat_map(|(_, b)| b).any(|q| q.write);
+    let parts = batches
+        .into_iter()
+        .map(|(shard, batch)| {
+            let mut keys: Vec<Bytes> = batch.iter().map(|q| q.args[q.key_at].clone()).collect();
+            keys.sort();
+            keys.dedup();
+            let op = move |sh: &mut Shard| {
+                let replies: Vec<(usize, Reply)> = batch
+                    .into_iter()
+                    .map(|q| {
+                        let reply = (q.op)(&mut OpCtx::new(sh, db), &q.args);
+                        if q.write {
+                            sh.touch_watched(db, &q.args[q.key_at]);
+                        }
+                        (q.index, reply)
+                    })
+                    .collect();
+                replies
+            };
+            tx::Part { shard, keys, op }
+        })
+        .collect();
+    let mut replies: Vec<Option<Reply>> = (0..count).map(|_| None).collect();
+    for (index, reply) in session.run_parts(write, parts).await.into_iter().flatten() {
+        replies[index] = Some(reply);
+    }
+    replies
+        .into_iter()
+        .map(|r| r.expect("every queued command ran"))
+        .collect()
 }
 
 /// Whether a watched key was written since WATCH. Runs under EXEC's locks.
