@@ -396,16 +396,16 @@ impl Reactor {
     }
 
     /// Blocks the thread until a completion, a doorbell or `timeout`; with
-    /// `batch_us`, until WAKE_BATCH completions or, once `batch_us` has
-    /// passed, the first one.
-    fn block(&self, timeout: Duration, batch_us: Option<u32>) {
+    /// `batch` = (us, n), until n completions or, once `us` has passed, the
+    /// first one.
+    fn block(&self, timeout: Duration, batch: Option<(u32, usize)>) {
         if !self.doorbell.prepare_to_block() {
             return;
         }
         let ts = types::Timespec::from(timeout);
         let args = types::SubmitArgs::new().timespec(&ts);
-        let (want, args) = match batch_us {
-            Some(us) => (WAKE_BATCH, args.min_wait_usec(us)),
+        let (want, args) = match batch {
+            Some((us, n)) => (n, args.min_wait_usec(us)),
             None => (1, args),
         };
         // ETIME on timeout, EINTR on a signal: both just end the wait.
@@ -615,8 +615,9 @@ const BATCH_FROM: u32 = 4;
 ///
 /// Each wake-up costs a context switch, which on a VM is a large part of a
 /// request's CPU. So when the wake-ups of late find several completions
-/// each (a busy server), the driver lets the kernel gather up to
-/// WAKE_BATCH before waking it, for at most `wake_batch_us`. A quiet
+/// each (a busy server), the driver lets the kernel gather as many as they
+/// found (up to WAKE_BATCH) before waking it, for at most `wake_batch_us`.
+/// A quiet
 /// server's wake-ups find one completion each, and it wakes at once. A
 /// doorbell rung by another core is one completion like any other, so
 /// while batching, a cross-core message may wait up to `wake_batch_us`.
@@ -646,7 +647,11 @@ async fn drive(reactor: Rc<Reactor>, spin: Duration, wake_batch_us: u32) {
                     yielded = true;
                 } else {
                     let busy = wake_batch_us > 0 && per_wake_x8 >= BATCH_FROM * 8;
-                    reactor.block(IDLE_WAIT, busy.then_some(wake_batch_us));
+                    // Wait for as many as wake-ups have been finding: few
+                    // clients never make WAKE_BATCH, and would each time
+                    // wait out the whole `wake_batch_us`.
+                    let want = ((per_wake_x8 / 8) as usize).min(WAKE_BATCH);
+                    reactor.block(IDLE_WAIT, busy.then_some((wake_batch_us, want)));
                     idle_since = None;
                     yielded = false;
                     just_woke = true;
