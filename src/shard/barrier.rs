@@ -57,8 +57,10 @@
 //!   releases them, since it needs nothing from the lent shard (it holds no
 //!   lock there, or Global would not have been granted). Two cores taking
 //!   the barrier at once order themselves on the locks. An epoch ends once
-//!   its admitted scripts finish, and they wait for nothing but the
-//!   barrier.
+//!   its admitted scripts finish (they wait for nothing but the barrier),
+//!   and a lingering one within `LINGER`, sooner if work wants a shard. The
+//!   reaper also ends a renewed epoch that nobody joins, so no epoch can
+//!   be left held with no script to end it.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
