@@ -352,7 +352,7 @@ pub struct Sent {
 /// latencies overlap instead of following one another.
 pub fn prefetch(session: &Session, batch: &[(Option<&'static CommandSpec>, Vec<Bytes>)]) {
     let core = session.core();
-    let Ok(shard) = core.shard.try_borrow() else { return };
+    let Some(shard) = core.try_own_shard() else { return };
     let Some(db) = shard.dbs.get(session.db as usize) else {
         return;
     };
@@ -441,7 +441,7 @@ async fn run_key_op(session: &Session, spec: &CommandSpec, op: KeyOp, args: Vec<
     // The inline path; an atomic session goes through `run_keyed`, which
     // may reach this shard through a barrier's loan instead.
     if shard == core.id && !session.atomic && core.is_home() {
-        let mut sh = core.shard.borrow_mut();
+        let mut sh = core.own_shard();
         if sh.locks.is_idle() {
             let reply = op(&mut OpCtx::new(&mut sh, db), &args);
             if spec.is_write() {

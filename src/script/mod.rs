@@ -198,7 +198,7 @@ async fn on_owner(run: Run, session: &Session, shard: usize) -> Reply {
     let core = session.core();
     if shard == core.id {
         core.until_home().await;
-        job.submit(&mut core.shard.borrow_mut());
+        job.submit(&mut core.own_shard());
     } else {
         core.mesh[shard].send(Box::new(move |sh| job.submit(sh)));
     }

@@ -231,7 +231,7 @@ async fn drain_inbox(node: Rc<Node>) {
         poll_fn(|cx| inbox.poll_drain(cx, 64, &mut batch)).await;
         node.core.until_home().await;
         {
-            let mut shard = node.core.shard.borrow_mut();
+            let mut shard = node.core.own_shard();
             if batch.len() > 1 {
                 for (db, hash) in batch.iter().filter_map(|(_, hint)| *hint) {
                     if let Some(db) = shard.dbs.get(db as usize) {
@@ -253,7 +253,7 @@ async fn expire_cycle(node: Rc<Node>) {
         net::sleep(Duration::from_millis(100)).await;
         node.core.until_home().await;
         let now = now_ms();
-        let mut shard = node.core.shard.borrow_mut();
+        let mut shard = node.core.own_shard();
         for db in shard.dbs.iter_mut() {
             db.expire_cycle(now, 2000);
         }

@@ -264,7 +264,7 @@ impl LoanDesk {
 pub async fn serve_loans(core: &Core) {
     loop {
         let (asked, holder) = poll_fn(|cx| {
-            let mut sh = core.shard.borrow_mut();
+            let mut sh = core.own_shard();
             match sh.loans.asked.take() {
                 Some(tx) => Poll::Ready(tx),
                 None => {
@@ -287,7 +287,7 @@ pub async fn serve_loans(core: &Core) {
         core.mesh[core.id].set_homesick(false);
         {
             // Scripts may have written anything: every WATCHer hears so.
-            let mut sh = core.shard.borrow_mut();
+            let mut sh = core.own_shard();
             sh.touch_access(&Access::Global);
             locks::release(&mut sh, &Access::Global);
         }
@@ -329,7 +329,7 @@ impl Ticket<'_> {
     /// one directly while it runs.
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         let core = self.core;
-        let mut local = core.shard.borrow_mut();
+        let mut local = core.own_shard();
         let shards = {
             let g = core.gate.state.borrow();
             let mut shards = g.remote.clone();
@@ -356,7 +356,7 @@ impl Drop for Ticket<'_> {
         }
         // Scripts may have written anything: every WATCHer hears so. The
         // lenders' WATCHers hear it when their shards come home.
-        let mut sh = core.shard.borrow_mut();
+        let mut sh = core.own_shard();
         sh.touch_access(&Access::Global);
         locks::release(&mut sh, &Access::Global);
         let mut g = core.gate.state.borrow_mut();
@@ -399,7 +399,7 @@ pub async fn reap_idle(core: &Core) {
         .await;
         let wanted = poll_fn(|cx| {
             let g = core.gate.state.borrow();
-            let mut sh = core.shard.borrow_mut();
+            let mut sh = core.own_shard();
             if sh.locks.nothing_waits() && lenders_content(core, &g.remote) {
                 sh.loans.reaper = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -408,14 +408,14 @@ pub async fn reap_idle(core: &Core) {
         });
         let left = LINGER.saturating_sub(since.elapsed());
         futures_lite::future::or(wanted, crate::server::net::sleep(left)).await;
-        core.shard.borrow_mut().loans.reaper = None;
+        core.own_shard().loans.reaper = None;
         let mut g = core.gate.state.borrow_mut();
         // A script may have joined meanwhile; the epoch's end decides again.
         if g.phase != Phase::Held || g.users > 0 || g.idle_since != Some(since) {
             continue;
         }
         g.idle_since = None;
-        let mut sh = core.shard.borrow_mut();
+        let mut sh = core.own_shard();
         locks::release(&mut sh, &Access::Global);
         drop(sh);
         give_back(&mut g);

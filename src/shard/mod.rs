@@ -198,6 +198,21 @@ pub struct Core {
 const SPIN_POLLS: u32 = 256;
 
 impl Core {
+    /// This core's shard. It must be home: every caller first waits in
+    /// `until_home`, or holds a lock that keeps the shard from being lent.
+    pub fn own_shard(&self) -> std::cell::RefMut<'_, Shard> {
+        debug_assert!(self.is_home(), "this core's shard is lent out");
+        self.shard.borrow_mut()
+    }
+
+    /// This core's shard if it is home and nothing here has it borrowed.
+    pub fn try_own_shard(&self) -> Option<std::cell::RefMut<'_, Shard>> {
+        if !self.is_home() {
+            return None;
+        }
+        self.shard.try_borrow_mut().ok()
+    }
+
     pub fn nshards(&self) -> usize {
         self.mesh.len()
     }
@@ -215,7 +230,7 @@ impl Core {
     {
         if shard == self.id {
             self.until_home().await;
-            return f(&mut self.shard.borrow_mut());
+            return f(&mut self.own_shard());
         }
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
@@ -231,7 +246,7 @@ impl Core {
         if shard == self.id {
             self.until_home().await;
             let rx = {
-                let mut sh = self.shard.borrow_mut();
+                let mut sh = self.own_shard();
                 if sh.locks.is_idle() {
                     return f(&mut sh);
                 }
@@ -324,8 +339,7 @@ impl Core {
         if shard == self.id {
             // Only a caller holding a lock here gets this far, and a shard
             // with a lock held is not lent.
-            debug_assert!(self.is_home());
-            return f(&mut self.shard.borrow_mut());
+            return f(&mut self.own_shard());
         }
         let (tx, rx) = oneshot();
         self.mesh[shard].send(Box::new(move |sh| tx.send(f(sh))));
@@ -367,7 +381,7 @@ impl Core {
             // SAFETY: the shard is lent to the script waiting here, and the
             // job runs inside that same wait.
             Some(ptr) => job(unsafe { ptr.get() }),
-            None => job(&mut self.shard.borrow_mut()),
+            None => job(&mut self.own_shard()),
         }
         true
     }
@@ -407,7 +421,7 @@ impl Core {
             }
         }
         self.until_home().await;
-        let local = f(&mut self.shard.borrow_mut());
+        let local = f(&mut self.own_shard());
         let mut local = Some(local);
         let mut out = Vec::with_capacity(pending.len());
         for (_, rx) in pending {

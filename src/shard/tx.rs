@@ -100,8 +100,8 @@ where
         pending.push((index, rx));
     }
     if let Some((index, access, op)) = local {
-        debug_assert!(core.is_home(), "a shard with a lock held is not lent");
-        let mut sh = core.shard.borrow_mut();
+        // Held locks keep the shard home.
+        let mut sh = core.own_shard();
         results[index] = Some(op(&mut sh));
         locks::release(&mut sh, &access);
     }
@@ -117,7 +117,7 @@ pub(super) async fn hold(core: &Core, shard: usize, access: Access) {
     let job = move |sh: &mut Shard| locks::submit(sh, access, true, Box::new(move |_| tx.send(())));
     if shard == core.id {
         core.until_home().await;
-        job(&mut core.shard.borrow_mut());
+        job(&mut core.own_shard());
     } else {
         core.mesh[shard].send(Box::new(job));
     }
@@ -134,7 +134,7 @@ where
     let job = move |sh: &mut Shard| locks::submit(sh, access, false, Box::new(move |sh| tx.send(op(sh))));
     if shard == core.id {
         core.until_home().await;
-        job(&mut core.shard.borrow_mut());
+        job(&mut core.own_shard());
     } else {
         core.mesh[shard].send(Box::new(job));
     }
@@ -221,8 +221,7 @@ impl Drop for Held<'_> {
                 locks::release(sh, &access);
             };
             if shard == self.core.id {
-                debug_assert!(self.core.is_home(), "a shard with a lock held is not lent");
-                release(&mut self.core.shard.borrow_mut());
+                release(&mut self.core.own_shard());
             } else {
                 self.core.mesh[shard].send(Box::new(release));
             }
