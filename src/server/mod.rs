@@ -161,13 +161,7 @@ fn refuse_taken_port(config: &Config) -> std::io::Result<()> {
 async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std::io::Result<()> {
     let nshards = mesh.len();
     let node = Rc::new(Node {
-        core: Core {
-            id,
-            shard: RefCell::new(Shard::new(id, nshards, shared.config.dbnum as usize)),
-            mesh,
-            lent: RefCell::new(None),
-            gate: Default::default(),
-        },
+        core: Core::new(id, Shard::new(id, nshards, shared.config.dbnum as usize), mesh),
         shared: shared.clone(),
         clients: Default::default(),
         stats: Default::default(),

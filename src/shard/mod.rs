@@ -182,7 +182,8 @@ pub fn hash_tag(key: &[u8]) -> &[u8] {
 /// One executor's view: the shard it owns and the inboxes of all shards.
 pub struct Core {
     pub id: usize,
-    pub shard: RefCell<Shard>,
+    /// Reached through `own_shard`, never while lent out.
+    shard: RefCell<Shard>,
     pub mesh: Arc<Vec<Inbox>>,
     /// Shards in hand while a script runs: every shard behind this core's
     /// global barrier (`barrier::Ticket::run`), or just this core's own for
@@ -198,6 +199,16 @@ pub struct Core {
 const SPIN_POLLS: u32 = 256;
 
 impl Core {
+    pub fn new(id: usize, shard: Shard, mesh: Arc<Vec<Inbox>>) -> Core {
+        Core {
+            id,
+            shard: RefCell::new(shard),
+            mesh,
+            lent: RefCell::new(None),
+            gate: Default::default(),
+        }
+    }
+
     /// This core's shard. It must be home: every caller first waits in
     /// `until_home`, or holds a lock that keeps the shard from being lent.
     pub fn own_shard(&self) -> std::cell::RefMut<'_, Shard> {
