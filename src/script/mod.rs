@@ -168,8 +168,7 @@ async fn global(run: Run, session: &Session) -> Reply {
             futures_lite::future::yield_now().await;
             let node = crate::server::local_node();
             let ticket = barrier::enter(&node.core).await;
-            let info = Rc::new(RefCell::new(ClientInfo::new(caller.id, -1, None, None)));
-            let result = ticket.run(|| run.in_session(node.clone(), info, caller, true));
+            let result = ticket.run(|| run.for_caller(node.clone(), caller));
             drop(ticket);
             reply.send(result);
         });
@@ -232,10 +231,9 @@ impl OwnerJob {
             node.core.mesh[node.core.id].send(Box::new(move |sh| self.submit(sh)));
             return;
         }
-        let info = Rc::new(RefCell::new(ClientInfo::new(self.caller.id, -1, None, None)));
         let reply = node
             .core
-            .with_own_shard(shard, || self.run.in_session(node.clone(), info, self.caller, true));
+            .with_own_shard(shard, || self.run.for_caller(node.clone(), self.caller));
         self.reply.send(reply);
     }
 }
@@ -272,6 +270,14 @@ impl Run {
     /// whether locks are held.
     fn here(&self, session: &Session, atomic: bool) -> Reply {
         self.in_session(session.node.clone(), session.info.clone(), Caller::of(session), atomic)
+    }
+
+    /// Runs, holding what it needs, on a core other than its caller's: in
+    /// a session of its own that takes the caller's id, database and
+    /// protocol.
+    fn for_caller(&self, node: Rc<Node>, caller: Caller) -> Reply {
+        let info = Rc::new(RefCell::new(ClientInfo::new(caller.id, -1, None, None)));
+        self.in_session(node, info, caller, true)
     }
 
     fn in_session(&self, node: Rc<Node>, info: Rc<RefCell<ClientInfo>>, caller: Caller, atomic: bool) -> Reply {

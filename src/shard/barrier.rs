@@ -409,16 +409,17 @@ pub async fn reap_idle(core: &Core) {
         let left = LINGER.saturating_sub(since.elapsed());
         futures_lite::future::or(wanted, crate::server::net::sleep(left)).await;
         core.own_shard().loans.reaper = None;
-        let mut g = core.gate.state.borrow_mut();
-        // A script may have joined meanwhile; the epoch's end decides again.
-        if g.phase != Phase::Held || g.users > 0 || g.idle_since != Some(since) {
-            continue;
+        {
+            let g = core.gate.state.borrow();
+            // A script may have joined meanwhile; the epoch's end decides again.
+            if g.phase != Phase::Held || g.users > 0 || g.idle_since != Some(since) {
+                continue;
+            }
         }
-        g.idle_since = None;
-        let mut sh = core.own_shard();
-        locks::release(&mut sh, &Access::Global);
-        drop(sh);
-        give_back(&mut g);
+        // As at an epoch's end, the released lock's queue runs with the
+        // gate not borrowed.
+        locks::release(&mut core.own_shard(), &Access::Global);
+        give_back(&mut core.gate.state.borrow_mut());
     }
 }
 
