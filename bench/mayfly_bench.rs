@@ -6,6 +6,12 @@
 //! requests, then reads their replies. A request's latency runs from the
 //! write of its batch to the arrival of its reply.
 //!
+//! With `--rate-limiting N` (memtier's option: requests per second per
+//! connection) the load is open-loop instead: each connection sends its
+//! batches on a fixed schedule, whatever the server's speed, and a
+//! request's latency runs from the time it was due, so a server that falls
+//! behind is charged for the wait (no coordinated omission).
+//!
 //! Workloads:
 //! * `getset`: SET and GET in `--ratio` (memtier's default 1:10).
 //! * `cacheops`: EVALSHA of two scripts shaped like django-cacheops's, 9:1.
@@ -83,6 +89,10 @@ struct Args {
     /// Write the latency percentile distribution (HdrHistogram .hgrm text).
     #[arg(long)]
     hdr_out: Option<String>,
+    /// Requests per second per connection, sent on a schedule (open loop);
+    /// 0 sends the next batch as soon as the last one is answered.
+    #[arg(long, default_value_t = 0)]
+    rate_limiting: u64,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -373,6 +383,8 @@ fn run_thread(shared: Arc<Shared>, seed: u64, worker: u64, workers: u64) -> Stat
     let mut out = Vec::new();
     let mut kinds: Vec<Vec<usize>> = vec![Vec::new(); conns.len()];
     let mut chunk = vec![0u8; 64 * 1024];
+    let schedule = Schedule::new(a.rate_limiting, a.pipeline, &mut rng);
+    let mut batches = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
         // Claim this round's requests when running to a budget.
         let round = (a.pipeline * conns.len()) as u64;
@@ -382,7 +394,11 @@ fn run_thread(shared: Arc<Shared>, seed: u64, worker: u64, workers: u64) -> Stat
                 break;
             }
         }
-        let started = Instant::now();
+        let started = match &schedule {
+            Some(s) => s.wait_for(batches),
+            None => Instant::now(),
+        };
+        batches += 1;
         for (i, (stream, _)) in conns.iter_mut().enumerate() {
             out.clear();
             kinds[i].clear();
@@ -435,6 +451,41 @@ fn run_thread(shared: Arc<Shared>, seed: u64, worker: u64, workers: u64) -> Stat
         }
     }
     stats
+}
+
+/// When an open-loop connection's batches are due.
+struct Schedule {
+    start: Instant,
+    every: Duration,
+}
+
+impl Schedule {
+    /// None for closed loop (`rate` 0). Connections start at random phases,
+    /// so their requests do not arrive in lockstep.
+    fn new(rate: u64, pipeline: usize, rng: &mut Rng) -> Option<Schedule> {
+        if rate == 0 {
+            return None;
+        }
+        let every = Duration::from_secs_f64(pipeline as f64 / rate as f64);
+        // Sleeps end within a microsecond of their deadline, not the
+        // default 50.
+        // SAFETY: PR_SET_TIMERSLACK takes a plain integer argument.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+        Some(Schedule {
+            start: Instant::now() + every.mul_f64(rng.unit()),
+            every,
+        })
+    }
+
+    /// Sleeps until batch `n` is due and returns when that was.
+    fn wait_for(&self, n: u64) -> Instant {
+        let due = self.start + self.every.mul_f64(n as f64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        due
+    }
 }
 
 fn write_hgrm(path: &str, h: &Histogram<u64>) -> std::io::Result<()> {
