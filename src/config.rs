@@ -60,11 +60,12 @@ pub struct Config {
     /// (bench/RESULTS.md).
     #[arg(long = "spin_before_park_us", default_value_t = 0)]
     pub spin_before_park_us: u64,
-    /// Microseconds a busy executor may wait for more socket events before
-    /// it wakes. When each wake-up finds several requests ready, the
-    /// executor sleeps until 8 completions are ready or this time passes,
-    /// so one wake-up serves more requests. 0 wakes on every completion.
-    #[arg(long = "wake_batch_us", default_value_t = 20)]
+    /// Microseconds a busy executor may let the first socket event wait
+    /// for others before it wakes. An executor busy at least half the time
+    /// with many connections sending sleeps until a quarter of them have
+    /// sent or this time passes, so one wake-up serves many requests; 20 at
+    /// most while other cores send it work. 0 wakes on every completion.
+    #[arg(long = "wake_batch_us", default_value_t = 200)]
     pub wake_batch_us: u32,
 }
 

@@ -218,6 +218,8 @@ struct ConnState {
     cancel_inflight: bool,
     /// The stream handle is gone: close once no operation is in flight.
     dropped: bool,
+    /// The last activity period in which this connection was counted.
+    seen: u32,
 }
 
 struct ListenState {
@@ -298,6 +300,7 @@ struct Reactor {
     doorbell_buf: Box<Cell<u64>>,
     completions: RefCell<Vec<(u64, i32, u32)>>,
     woken: RefCell<Vec<Waker>>,
+    activity: Cell<Activity>,
     /// The ring has a sparse file table of FIXED_FILES slots.
     files: bool,
 }
@@ -336,6 +339,7 @@ impl Reactor {
             doorbell_buf: Box::new(Cell::new(0)),
             completions: RefCell::new(Vec::with_capacity(256)),
             woken: RefCell::new(Vec::new()),
+            activity: Cell::new(Activity::default()),
             files,
         };
         reactor.arm_doorbell();
@@ -451,6 +455,9 @@ impl Reactor {
                     }
                     return;
                 };
+                if res > 0 {
+                    self.count_sender(c);
+                }
                 if let Some(bid) = bid {
                     if res > 0 && !c.dropped {
                         c.inbound.extend_from_slice(self.recv_buffers.data(bid, res as usize));
@@ -518,6 +525,9 @@ impl Reactor {
             }
             OP_DOORBELL => {
                 drop(slots);
+                let mut a = self.activity.get();
+                a.doorbells += 1;
+                self.activity.set(a);
                 self.arm_doorbell();
             }
             OP_CANCEL => {
@@ -527,6 +537,16 @@ impl Reactor {
                 self.maybe_close(&mut slots, slot);
             }
             _ => {}
+        }
+    }
+
+    /// Counts `c` among this period's senders, once.
+    fn count_sender(&self, c: &mut ConnState) {
+        let mut a = self.activity.get();
+        if c.seen != a.period {
+            c.seen = a.period;
+            a.senders += 1;
+            self.activity.set(a);
         }
     }
 
@@ -594,11 +614,118 @@ impl Reactor {
     }
 }
 
-/// Completions a batched wake-up waits for (see `--wake_batch_us`).
-const WAKE_BATCH: usize = 8;
+/// What the reactor saw in the current activity period (see `Batching`).
+#[derive(Clone, Copy, Default)]
+struct Activity {
+    period: u32,
+    /// Connections that received bytes, each counted once.
+    senders: u32,
+    /// Doorbells rung by other cores.
+    doorbells: u32,
+}
 
-/// Wake-ups batch once they find this many completions each, on average.
-const BATCH_FROM: u32 = 4;
+/// How long an activity period lasts, in microseconds.
+const PERIOD_US: u64 = 400;
+
+/// A batch is a quarter of the connections that sent in a period.
+const SENDERS_PER_BATCHED: u32 = 4;
+
+/// The most completions a batched wake-up waits for.
+const WAKE_BATCH_MAX: usize = 16;
+
+/// Busy share (out of 256) from which the driver batches.
+const BATCH_BUSY_FROM: u32 = 128;
+
+/// The window while other cores ring this one's doorbell, in microseconds.
+const CROSS_CORE_WINDOW_US: u32 = 20;
+
+/// How a busy driver batches its wake-ups.
+///
+/// Each wake-up of a blocked executor costs a context switch and, on a VM,
+/// interrupts that are a large part of a request's CPU; the replies it
+/// sends in a burst also wake each client once rather than per reply. So a
+/// busy executor asks the kernel to wake it only once several completions
+/// are ready, or once `--wake_batch_us` has passed since it blocked (and
+/// then at the first completion).
+///
+/// How many it waits for follows the number of connections sending: a
+/// quarter of those that sent anything in the last period (PERIOD_US), at
+/// most WAKE_BATCH_MAX. Clients that wait for each reply before sending
+/// again come back in about one round trip of all of them, so waiting for
+/// a quarter holds the first request of a batch for about a quarter of
+/// that round trip: many clients batch deeply, and four or fewer, which
+/// would stall waiting for each other, do not batch at all.
+///
+/// Batching trades latency for CPU, so it is used only while the executor
+/// is busy at least half the time (BATCH_BUSY_FROM); a lightly loaded one
+/// wakes at the first completion. While other cores ring the doorbell (work
+/// for this shard or replies to it, which count as one completion each),
+/// the window shortens to CROSS_CORE_WINDOW_US, so cross-core hops are not
+/// held long.
+struct Batching {
+    /// The window, from `--wake_batch_us`; 0 turns batching off.
+    window_us: u32,
+    period_ticks: u64,
+    period_start: u64,
+    /// Senders per period, as last measured.
+    senders: u32,
+    /// The last period saw doorbells.
+    cross_core: bool,
+    /// Ticks spent blocked in the current period.
+    blocked: u64,
+    /// The share of time not blocked, out of 256, as a moving average.
+    busy: u32,
+}
+
+impl Batching {
+    fn new(window_us: u32, now: u64) -> Batching {
+        Batching {
+            window_us,
+            period_ticks: crate::clock::us_to_ticks(PERIOD_US).max(1),
+            period_start: now,
+            senders: 0,
+            cross_core: false,
+            blocked: 0,
+            busy: 0,
+        }
+    }
+
+    /// Ends the current period once it is over: learns from `seen`, what
+    /// the reactor saw in it, and returns the activity to start the next
+    /// one with.
+    fn roll(&mut self, now: u64, seen: Activity) -> Option<Activity> {
+        let elapsed = now.wrapping_sub(self.period_start);
+        if elapsed < self.period_ticks {
+            return None;
+        }
+        // A period stretched by a long block is scaled back to one.
+        self.senders = (seen.senders as u64 * self.period_ticks / elapsed) as u32;
+        self.cross_core = seen.doorbells > 0;
+        let busy = 256 - (self.blocked.min(elapsed) * 256 / elapsed) as u32;
+        self.busy = self.busy - self.busy / 8 + busy / 8;
+        self.blocked = 0;
+        self.period_start = now;
+        Some(Activity {
+            period: seen.period.wrapping_add(1),
+            senders: 0,
+            doorbells: 0,
+        })
+    }
+
+    /// The (window, completions) to block for, or None to wake at the first.
+    fn plan(&self) -> Option<(u32, usize)> {
+        let want = ((self.senders / SENDERS_PER_BATCHED) as usize).min(WAKE_BATCH_MAX);
+        if self.window_us == 0 || want < 2 || self.busy < BATCH_BUSY_FROM {
+            return None;
+        }
+        let window = if self.cross_core {
+            self.window_us.min(CROSS_CORE_WINDOW_US)
+        } else {
+            self.window_us
+        };
+        Some((window, want))
+    }
+}
 
 /// Runs passes while there is work; when idle for `spin` and alone on the
 /// executor, blocks in the ring (see the module page).
@@ -613,48 +740,34 @@ const BATCH_FROM: u32 = 4;
 /// 0.58x to about 1.0x of Redis's requests per second, and the CPU per
 /// request from 1.8x to 0.9x. Alone on its CPU, the yield returns at once.
 ///
-/// Each wake-up costs a context switch, which on a VM is a large part of a
-/// request's CPU. So when the wake-ups of late find several completions
-/// each (a busy server), the driver lets the kernel gather as many as they
-/// found (up to WAKE_BATCH) before waking it, for at most `wake_batch_us`.
-/// A quiet
-/// server's wake-ups find one completion each, and it wakes at once. A
-/// doorbell rung by another core is one completion like any other, so
-/// while batching, a cross-core message may wait up to `wake_batch_us`.
+/// A busy driver blocks for a batch of completions (`Batching`).
 async fn drive(reactor: Rc<Reactor>, spin: Duration, wake_batch_us: u32) {
     let spin_ticks = crate::clock::us_to_ticks(spin.as_micros() as u64);
     let mut idle_since: Option<u64> = None;
     let mut polls = super::task_polls();
-    // Completions found per wake-up, times 8, as a moving average.
-    let mut per_wake_x8: u32 = 0;
-    let mut just_woke = false;
+    let mut batching = Batching::new(wake_batch_us, crate::clock::ticks());
     let mut yielded = false;
     loop {
         let work = reactor.pass();
-        if just_woke {
-            per_wake_x8 = per_wake_x8 - per_wake_x8 / 8 + work.min(64) as u32;
-            just_woke = false;
+        let now = crate::clock::ticks();
+        if let Some(next) = batching.roll(now, reactor.activity.get()) {
+            reactor.activity.set(next);
         }
         let others_ran = super::task_polls() != polls;
         if work > 0 || others_ran {
             idle_since = None;
             yielded = false;
         } else {
-            let since = *idle_since.get_or_insert_with(crate::clock::ticks);
-            if crate::clock::ticks().wrapping_sub(since) >= spin_ticks {
+            let since = *idle_since.get_or_insert(now);
+            if now.wrapping_sub(since) >= spin_ticks {
                 if !yielded {
                     std::thread::yield_now();
                     yielded = true;
                 } else {
-                    let busy = wake_batch_us > 0 && per_wake_x8 >= BATCH_FROM * 8;
-                    // Wait for as many as wake-ups have been finding: few
-                    // clients never make WAKE_BATCH, and would each time
-                    // wait out the whole `wake_batch_us`.
-                    let want = ((per_wake_x8 / 8) as usize).min(WAKE_BATCH);
-                    reactor.block(IDLE_WAIT, busy.then_some((wake_batch_us, want)));
+                    reactor.block(IDLE_WAIT, batching.plan());
+                    batching.blocked += crate::clock::ticks().wrapping_sub(now);
                     idle_since = None;
                     yielded = false;
-                    just_woke = true;
                 }
             }
         }
@@ -810,6 +923,7 @@ impl Stream {
             writer: None,
             cancel_inflight: false,
             dropped: false,
+            seen: u32::MAX,
         })));
         if reactor.files
             && slot < FIXED_FILES as usize
@@ -917,5 +1031,110 @@ impl Drop for Stream {
         c.writer = None;
         self.reactor.cancel_recv(c, self.slot);
         self.reactor.maybe_close(&mut slots, self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A period of `senders` connections, blocked for `blocked_pct`% of it.
+    fn period(b: &mut Batching, senders: u32, doorbells: u32, blocked_pct: u64) {
+        b.blocked = b.period_ticks * blocked_pct / 100;
+        let now = b.period_start + b.period_ticks;
+        b.roll(
+            now,
+            Activity {
+                period: 0,
+                senders,
+                doorbells,
+            },
+        )
+        .expect("the period is over");
+    }
+
+    fn busy_batching(senders: u32) -> Batching {
+        let mut b = Batching::new(200, 0);
+        for _ in 0..40 {
+            period(&mut b, senders, 0, 20);
+        }
+        b
+    }
+
+    #[test]
+    fn a_busy_executor_waits_for_a_quarter_of_its_senders() {
+        assert_eq!(busy_batching(50).plan(), Some((200, 12)));
+        assert_eq!(busy_batching(32).plan(), Some((200, 8)));
+        assert_eq!(busy_batching(500).plan(), Some((200, WAKE_BATCH_MAX)));
+    }
+
+    #[test]
+    fn few_senders_do_not_batch() {
+        assert_eq!(busy_batching(7).plan(), None);
+        assert_eq!(busy_batching(1).plan(), None);
+    }
+
+    #[test]
+    fn a_lightly_loaded_executor_wakes_at_once() {
+        let mut b = Batching::new(200, 0);
+        for _ in 0..40 {
+            period(&mut b, 50, 0, 70);
+        }
+        assert_eq!(b.plan(), None);
+        // Load arriving: a few busy periods turn batching on.
+        for _ in 0..10 {
+            period(&mut b, 50, 0, 0);
+        }
+        assert_eq!(b.plan(), Some((200, 12)));
+    }
+
+    #[test]
+    fn doorbells_shorten_the_window() {
+        let mut b = busy_batching(50);
+        period(&mut b, 50, 3, 20);
+        assert_eq!(b.plan(), Some((CROSS_CORE_WINDOW_US, 12)));
+        period(&mut b, 50, 0, 20);
+        assert_eq!(b.plan(), Some((200, 12)));
+    }
+
+    #[test]
+    fn a_long_block_scales_its_senders_to_one_period() {
+        let mut b = busy_batching(50);
+        // Ten periods' time in one, most of it blocked, with 40 senders.
+        b.blocked = b.period_ticks * 9;
+        let now = b.period_start + b.period_ticks * 10;
+        b.roll(
+            now,
+            Activity {
+                period: 0,
+                senders: 40,
+                doorbells: 0,
+            },
+        )
+        .expect("over");
+        assert_eq!(b.senders, 4);
+        assert_eq!(b.plan(), None);
+    }
+
+    #[test]
+    fn no_window_means_no_batching() {
+        let mut b = Batching::new(0, 0);
+        for _ in 0..40 {
+            period(&mut b, 50, 0, 0);
+        }
+        assert_eq!(b.plan(), None);
+    }
+
+    #[test]
+    fn a_period_rolls_only_once_over() {
+        let mut b = Batching::new(200, 0);
+        let seen = Activity {
+            period: 7,
+            senders: 3,
+            doorbells: 0,
+        };
+        assert!(b.roll(b.period_ticks - 1, seen).is_none());
+        let next = b.roll(b.period_ticks, seen).expect("over");
+        assert_eq!((next.period, next.senders), (8, 0));
     }
 }
