@@ -61,10 +61,11 @@ pub struct Config {
     #[arg(long = "spin_before_park_us", default_value_t = 0)]
     pub spin_before_park_us: u64,
     /// Microseconds a busy executor may let the first socket event wait
-    /// for others before it wakes. An executor busy at least half the time
-    /// with many connections sending sleeps until a quarter of them have
-    /// sent or this time passes, so one wake-up serves many requests; 20 at
-    /// most while other cores send it work. 0 wakes on every completion.
+    /// for others before it wakes, so one wake-up serves many requests. A
+    /// single executor with many connections sending sleeps until a quarter
+    /// of them have sent or this time passes; one of several executors, on
+    /// which the other cores' hops wait, waits 20 at most. 0 wakes on every
+    /// completion.
     #[arg(long = "wake_batch_us", default_value_t = 200)]
     pub wake_batch_us: u32,
 }

@@ -173,7 +173,8 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
     let spin = Duration::from_micros(shared.config.spin_before_park_us);
     // First: glommio polls a task as it spawns it, and the tasks below must
     // find this executor's doorbell when they first register a waker.
-    if let Err(e) = net::start_executor(backend, spin, shared.config.wake_batch_us) {
+    let alone = shared.config.threads() == 1;
+    if let Err(e) = net::start_executor(backend, spin, shared.config.wake_batch_us, alone) {
         log_warning!("Could not start the {backend:?} socket driver: {e}");
         std::process::exit(1);
     }

@@ -88,9 +88,10 @@ pub async fn sleep(duration: std::time::Duration) {
 }
 
 /// Starts the per-executor machinery a backend needs (the uring driver).
-pub fn start_executor(backend: Backend, spin: std::time::Duration, wake_batch_us: u32) -> io::Result<()> {
+/// `alone`: this is the only executor.
+pub fn start_executor(backend: Backend, spin: std::time::Duration, wake_batch_us: u32, alone: bool) -> io::Result<()> {
     match backend {
-        Backend::Uring => uring::start(spin, wake_batch_us),
+        Backend::Uring => uring::start(spin, wake_batch_us, alone),
         Backend::Glommio => Ok(()),
     }
 }
