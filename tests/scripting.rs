@@ -162,6 +162,28 @@ fn scripts_behave_like_redis() {
     }
 }
 
+/// Sets a key to expire in 20 ms, then spins on TIME for 60 ms.
+const OUTLIVE_TTL: &str = "redis.call('set', KEYS[1], 'v', 'PX', 20)
+local t0 = redis.call('time')
+local start = t0[1] * 1000000 + t0[2]
+repeat
+  local t = redis.call('time')
+until t[1] * 1000000 + t[2] - start > 60000
+return {redis.call('get', KEYS[1]), redis.call('exists', KEYS[1])}";
+
+#[test]
+fn keys_do_not_expire_while_a_script_runs() {
+    let Some(redis) = common::redis_server() else { return };
+    let mayfly = common::mayfly_with(2, &[]);
+    for (server, name) in [(&redis, "redis"), (&mayfly, "mayfly")] {
+        let mut conn = server.conn();
+        let during = eval_reply(&mut conn, OUTLIVE_TTL, &["1", "short"]);
+        assert_eq!(during, r#"array([bulk-string('"v"'), int(1)])"#, "{name}");
+        let after: Option<String> = cmd("GET").arg("short").query(&mut conn).expect("GET");
+        assert_eq!(after, None, "{name}: the key expires once the script is done");
+    }
+}
+
 #[test]
 fn evalsha_and_script_commands() {
     let server = common::mayfly();

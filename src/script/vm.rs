@@ -185,7 +185,9 @@ impl Vm {
         let client_resp3 = ctx.session.proto == crate::resp::Protocol::Resp3;
         self.lua.set_app_data(ctx);
         busy::script_started(&script.sha);
+        let clock = crate::cmd::stop_clock_for_script();
         let result = self.run.call::<MultiValue>(f);
+        drop(clock);
         busy::script_finished();
         let ctx = self.lua.remove_app_data::<CallCtx>().expect("context set above");
         let reply = match result {
