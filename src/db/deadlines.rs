@@ -3,6 +3,10 @@
 //! Lookups take the key as a borrowed slice (through `dyn Due`), so
 //! removing or moving a deadline allocates nothing; a moved deadline keeps
 //! its key's allocation.
+//!
+//! Many keys share a deadline to the millisecond (a burst of SETEX with one
+//! TTL), so deadlines order by time, then by the key's hash, and compare
+//! key bytes only when both tie.
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -13,26 +17,27 @@ pub struct Deadlines {
     set: BTreeSet<Deadline>,
 }
 
-/// One key's deadline, ordered by time, then key.
+/// One key's deadline, ordered by time, then the key's hash, then key.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Deadline {
     at: u64,
+    hash: u64,
     key: Box<[u8]>,
 }
 
 /// A deadline as a lookup sees it, owned or borrowed.
 trait Due {
-    fn parts(&self) -> (u64, &[u8]);
+    fn parts(&self) -> (u64, u64, &[u8]);
 }
 
 impl Due for Deadline {
-    fn parts(&self) -> (u64, &[u8]) {
-        (self.at, &self.key)
+    fn parts(&self) -> (u64, u64, &[u8]) {
+        (self.at, self.hash, &self.key)
     }
 }
 
-impl Due for (u64, &[u8]) {
-    fn parts(&self) -> (u64, &[u8]) {
+impl Due for (u64, u64, &[u8]) {
+    fn parts(&self) -> (u64, u64, &[u8]) {
         *self
     }
 }
@@ -77,8 +82,9 @@ impl Deadlines {
         if old == new {
             return;
         }
+        let hash = super::key_hash(key);
         let taken = if old != 0 {
-            self.set.take(&(old, key) as &dyn Due)
+            self.set.take(&(old, hash, key) as &dyn Due)
         } else {
             None
         };
@@ -89,7 +95,7 @@ impl Deadlines {
             Some(d) => d.key,
             None => key.into(),
         };
-        self.set.insert(Deadline { at: new, key });
+        self.set.insert(Deadline { at: new, hash, key });
     }
 
     /// Takes the key with the earliest deadline if that deadline is at or
