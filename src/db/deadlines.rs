@@ -77,12 +77,12 @@ impl Deadlines {
         self.set = BTreeSet::new();
     }
 
-    /// Moves `key`'s deadline from `old` to `new` (0: none on either side).
-    pub fn change(&mut self, key: &[u8], old: u64, new: u64) {
+    /// Moves `key`'s deadline from `old` to `new` (0: none on either side);
+    /// `hash` is the key's `key_hash`.
+    pub fn change(&mut self, key: &[u8], hash: u64, old: u64, new: u64) {
         if old == new {
             return;
         }
-        let hash = super::key_hash(key);
         let taken = if old != 0 {
             self.set.take(&(old, hash, key) as &dyn Due)
         } else {
@@ -115,12 +115,13 @@ mod tests {
     #[test]
     fn deadlines_move_and_fall_due_in_order() {
         let mut d = Deadlines::default();
-        d.change(b"b", 0, 20);
-        d.change(b"a", 0, 20);
-        d.change(b"c", 0, 10);
-        d.change(b"c", 10, 30);
-        d.change(b"b", 20, 0);
-        d.change(b"zz", 5, 0);
+        let mut change = |key: &[u8], old, new| d.change(key, crate::db::key_hash(key), old, new);
+        change(b"b", 0, 20);
+        change(b"a", 0, 20);
+        change(b"c", 0, 10);
+        change(b"c", 10, 30);
+        change(b"b", 20, 0);
+        change(b"zz", 5, 0);
         assert_eq!(d.len(), 2);
         assert_eq!(d.pop_due(19), None);
         assert_eq!(d.pop_due(25).as_deref(), Some(&b"a"[..]));

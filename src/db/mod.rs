@@ -133,14 +133,11 @@ impl Db {
         });
     }
 
-    fn find_mut(&mut self, key: &[u8]) -> Option<&mut Node> {
-        self.table.find_mut(key_hash(key), is_key(key))
-    }
-
     /// Takes `key`'s entry out of the table and the deadline index.
     fn take(&mut self, key: &[u8]) -> Option<Node> {
-        let (node, _) = self.table.find_entry(key_hash(key), is_key(key)).ok()?.remove();
-        self.deadlines.change(key, node.expire_at(), 0);
+        let hash = key_hash(key);
+        let (node, _) = self.table.find_entry(hash, is_key(key)).ok()?.remove();
+        self.deadlines.change(key, hash, node.expire_at(), 0);
         Some(node)
     }
 
@@ -157,13 +154,14 @@ impl Db {
     }
 
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Node> {
-        let found = self.table.find_entry(key_hash(key), is_key(key)).ok()?;
+        let hash = key_hash(key);
+        let found = self.table.find_entry(hash, is_key(key)).ok()?;
         let at = found.get().expire_at();
         if alive(at, now) {
             return Some(found.into_mut());
         }
         found.remove();
-        self.deadlines.change(key, at, 0);
+        self.deadlines.change(key, hash, at, 0);
         self.expired_count += 1;
         None
     }
@@ -192,23 +190,25 @@ impl Db {
                 0
             }
         };
-        self.deadlines.change(key, old_deadline, expire_at);
+        self.deadlines.change(key, hash, old_deadline, expire_at);
     }
 
     /// Sets the deadline of an existing key; false if the key is missing.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
-        let Some(node) = self.find_mut(key) else {
+        let hash = key_hash(key);
+        let Some(node) = self.table.find_mut(hash, is_key(key)) else {
             return false;
         };
         let old = node.expire_at();
         node.set_expire_at(at);
-        self.deadlines.change(key, old, at);
+        self.deadlines.change(key, hash, old, at);
         true
     }
 
     /// Removes the TTL of `key`; true if it had one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
-        let Some(node) = self.find_mut(key) else {
+        let hash = key_hash(key);
+        let Some(node) = self.table.find_mut(hash, is_key(key)) else {
             return false;
         };
         let old = node.expire_at();
@@ -216,7 +216,7 @@ impl Db {
             return false;
         }
         node.set_expire_at(0);
-        self.deadlines.change(key, old, 0);
+        self.deadlines.change(key, hash, old, 0);
         true
     }
 
