@@ -5,6 +5,7 @@
 #
 #   bench/compare.sh [ROUNDS]        (default 3)
 #   SECTIONS="scripts memory" bench/compare.sh   (a subset: pinned 2t scripts memory)
+#   MAYFLY_ARGS="--proactor_affinity_mode off" bench/compare.sh   (extra Mayfly flags)
 #
 # Configurations:
 #   pinned: each server on CPU 0 (Mayfly --proactor_threads 1), load
@@ -27,6 +28,7 @@ mkdir -p "$OUT"
 command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; }
 (cd "$ROOT" && cargo build --release --quiet --bins)
 MAYFLY="${MAYFLY_BIN:-$ROOT/target/release/mayfly}"
+MAYFLY_ARGS=${MAYFLY_ARGS:-}
 BENCH="$ROOT/target/release/mayfly-bench"
 TCK=$(getconf CLK_TCK)
 
@@ -42,7 +44,8 @@ start_redis() { # cpu-list
     echo $!
 }
 start_mayfly() { # cpu-list threads
-    taskset -c "$1" "$MAYFLY" --port "$PORT_M" --proactor_threads "$2" --loglevel warning >/dev/null 2>&1 &
+    # shellcheck disable=SC2086 # MAYFLY_ARGS is a list of flags
+    taskset -c "$1" "$MAYFLY" --port "$PORT_M" --proactor_threads "$2" --loglevel warning $MAYFLY_ARGS >/dev/null 2>&1 &
     echo $!
 }
 

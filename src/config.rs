@@ -68,14 +68,30 @@ pub struct Config {
     /// completion.
     #[arg(long = "wake_batch_us", default_value_t = 200)]
     pub wake_batch_us: u32,
+
+    /// on: each executor is bound to one CPU. off: the kernel places them,
+    /// and may move one away from a CPU that another busy process (a
+    /// client on the same machine) shares.
+    #[arg(long = "proactor_affinity_mode", value_enum, default_value = "on")]
+    pub proactor_affinity_mode: crate::server::Affinity,
+
+    /// The time slice, in microseconds, the executors ask the kernel's
+    /// scheduler for (Linux 6.12 or later; 100 to 100000). A shorter slice
+    /// than other processes' lets an executor that wakes preempt them, as
+    /// a client sharing its CPU. 0 (the default) keeps the kernel's.
+    #[arg(long = "sched_slice_us", default_value_t = 0)]
+    pub sched_slice_us: u64,
 }
 
 impl Config {
     /// Checks values clap cannot; Err is the message to print.
     pub fn validate(&self) -> Result<(), String> {
         crate::script::flags::Flags::parse_list(&self.default_lua_flags)
-            .map(|_| ())
-            .map_err(|bad| format!("--default_lua_flags: Invalid flag: {bad}"))
+            .map_err(|bad| format!("--default_lua_flags: Invalid flag: {bad}"))?;
+        if self.sched_slice_us != 0 && !(100..=100_000).contains(&self.sched_slice_us) {
+            return Err("--sched_slice_us: must be 0 or between 100 and 100000".to_string());
+        }
+        Ok(())
     }
 
     /// The executor count: the flag, or the CPUs this process may run on.

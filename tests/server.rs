@@ -341,3 +341,80 @@ fn a_second_server_cannot_take_a_port_in_use() {
     let pong: String = cmd("PING").query(&mut c).unwrap();
     assert_eq!(pong, "PONG");
 }
+
+/// The threads of server `pid` named for an executor, from their status
+/// and sched files: (Cpus_allowed_list, se.slice if the kernel shows it).
+fn executor_threads(pid: u32) -> Vec<(String, Option<u64>)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        // Executors are named mayfly-<shard>; other threads have words.
+        if !comm
+            .trim()
+            .strip_prefix("mayfly-")
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            continue;
+        }
+        let status = std::fs::read_to_string(dir.join("status")).unwrap();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        let sched = std::fs::read_to_string(dir.join("sched")).unwrap_or_default();
+        let slice = sched
+            .lines()
+            .find(|l| l.starts_with("se.slice"))
+            .and_then(|l| l.split(':').nth(1))
+            .and_then(|v| v.trim().parse().ok());
+        out.push((cpus, slice));
+    }
+    out
+}
+
+#[test]
+fn executors_are_pinned_unless_told_and_take_the_slice_asked_for() {
+    let process_cpus = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string()))
+        .unwrap();
+    let many_cpus = process_cpus.contains(['-', ',']);
+
+    let pinned = common::mayfly_with(2, &[]);
+    let threads = executor_threads(pinned.pid());
+    assert!(threads.len() >= 2, "{threads:?}");
+    if many_cpus {
+        for (cpus, _) in &threads {
+            assert!(!cpus.contains(['-', ',']), "an executor on {cpus}, not one CPU");
+        }
+    }
+    let default_slice = threads[0].1;
+
+    let free = common::mayfly_with(2, &["--proactor_affinity_mode", "off", "--sched_slice_us", "300"]);
+    let mut c = free.conn();
+    let _: () = c.set("k", "v").unwrap();
+    let v: String = c.get("k").unwrap();
+    assert_eq!(v, "v");
+    let threads = executor_threads(free.pid());
+    assert!(threads.len() >= 2, "{threads:?}");
+    for (cpus, _) in &threads {
+        assert_eq!(cpus, &process_cpus);
+    }
+    // Kernels before 6.12 neither show nor honour a slice. Each executor
+    // has a helper thread of the same name, which keeps the default.
+    if default_slice.is_some() {
+        let asked = threads.iter().filter(|(_, slice)| *slice == Some(300_000)).count();
+        assert_eq!(asked, 2, "{threads:?}");
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mayfly"))
+        .args(["--sched_slice_us", "50"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sched_slice_us"));
+}

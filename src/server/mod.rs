@@ -1,6 +1,7 @@
 //! Executors, listeners and connections.
 //!
-//! `run` starts one glommio executor per shard, each pinned to a CPU. Every
+//! `run` starts one glommio executor per shard, each pinned to a CPU unless
+//! `--proactor_affinity_mode off`. Every
 //! executor owns its shard, drains its inbox of cross-core work, runs the
 //! active-expiry cycle, and binds the listening port with SO_REUSEPORT so
 //! that the kernel spreads connections over the cores.
@@ -86,6 +87,54 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// Whether each executor is bound to a CPU (`--proactor_affinity_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Affinity {
+    On,
+    Off,
+}
+
+/// Asks the scheduler for a time slice of `us` microseconds for this
+/// thread, keeping its policy and nice value (sched_setattr; Linux 6.12
+/// reads `sched_runtime` as the slice of a normal task).
+fn ask_for_slice(us: u64) -> std::io::Result<()> {
+    /// The kernel's `struct sched_attr`, which libc does not declare.
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    // SAFETY: getpriority and sched_setattr read only what they are given;
+    // errno is this thread's.
+    unsafe {
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+        if nice == -1 && *libc::__errno_location() != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let attr = SchedAttr {
+            size: std::mem::size_of::<SchedAttr>() as u32,
+            policy: libc::SCHED_OTHER as u32,
+            flags: 0,
+            nice,
+            priority: 0,
+            runtime: us * 1000,
+            deadline: 0,
+            period: 0,
+        };
+        if libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Starts the executors and serves until SHUTDOWN.
 pub fn run(config: Config) -> std::io::Result<()> {
     crate::clock::calibrate();
@@ -124,7 +173,11 @@ pub fn run(config: Config) -> std::io::Result<()> {
         let mesh = mesh.clone();
         let shared = shared.clone();
         let spin = Duration::from_micros(shared.config.spin_before_park_us);
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let placement = match shared.config.proactor_affinity_mode {
+            Affinity::On => Placement::Fixed(cpu),
+            Affinity::Off => Placement::Unbound,
+        };
+        let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("mayfly-{id}"))
             .io_memory(64 << 10)
             .spin_before_park(spin)
@@ -174,6 +227,12 @@ async fn core_main(id: usize, mesh: Arc<Vec<Inbox>>, shared: Arc<Shared>) -> std
     // First: glommio polls a task as it spawns it, and the tasks below must
     // find this executor's doorbell when they first register a waker.
     let alone = shared.config.threads() == 1;
+    let slice = shared.config.sched_slice_us;
+    if slice > 0
+        && let Err(e) = ask_for_slice(slice)
+    {
+        log_warning!("Could not set the scheduler slice to {slice} us: {e}");
+    }
     if let Err(e) = net::start_executor(backend, spin, shared.config.wake_batch_us, alone) {
         log_warning!("Could not start the {backend:?} socket driver: {e}");
         std::process::exit(1);

@@ -50,6 +50,10 @@ impl Server {
         self.client().get_connection().expect("connect")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A RESP3 connection.
     pub fn conn3(&self) -> redis::Connection {
         redis::Client::open(format!("{}?protocol=resp3", self.url()))
