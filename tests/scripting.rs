@@ -237,7 +237,8 @@ fn undeclared_keys_fail_by_default() {
     assert_eq!(format!("{} {}", err.code().unwrap(), err.detail().unwrap()), want);
     let v: Option<String> = c.get("elsewhere").unwrap();
     assert_eq!(v, None);
-    // Declared keys on both shards work in the default (lock-ahead) mode.
+    // Declared keys on both shards work; with two shards such a script
+    // runs behind the barrier, which still refuses undeclared keys.
     let (a, b) = common::keys_on_two_shards("decl");
     let v: i64 = cmd("EVAL")
         .arg("redis.call('set', KEYS[1], 5); redis.call('set', KEYS[2], 6); return redis.call('get', KEYS[1]) + redis.call('get', KEYS[2])")
@@ -247,6 +248,100 @@ fn undeclared_keys_fail_by_default() {
         .query(&mut c)
         .unwrap();
     assert_eq!(v, 11);
+    let err = cmd("EVAL")
+        .arg("redis.call('set', KEYS[1], 7); return redis.call('set', 'elsewhere', 1)")
+        .arg(2)
+        .arg(&a)
+        .arg(&b)
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.detail().unwrap().contains("undeclared key, key: elsewhere"),
+        "{err}"
+    );
+    // As in Redis, what ran before the error stays.
+    let v: Option<String> = c.get(&a).unwrap();
+    assert_eq!(v.as_deref(), Some("7"));
+    let v: Option<String> = c.get("elsewhere").unwrap();
+    assert_eq!(v, None);
+}
+
+#[test]
+fn declared_keys_on_some_of_three_shards_lock_ahead() {
+    let server = common::mayfly_with(3, &[]);
+    let mut c = server.conn();
+    // Keys on shards 0 and 2 only: locked, not behind the barrier.
+    let on = |shard: usize| {
+        (0..1000)
+            .map(|i| format!("three:{i}"))
+            .find(|k| mayfly::shard::shard_of(k.as_bytes(), 3) == shard)
+            .unwrap()
+    };
+    let (a, b) = (on(0), on(2));
+    let script = "redis.call('incrby', KEYS[1], ARGV[1]); redis.call('incrby', KEYS[2], ARGV[1]); return redis.call('get', KEYS[1]) + redis.call('get', KEYS[2])";
+    for round in 1..=3 {
+        let v: i64 = cmd("EVAL")
+            .arg(script)
+            .arg(2)
+            .arg(&a)
+            .arg(&b)
+            .arg(10)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, 20 * round);
+    }
+    // Writers on connections spread over the cores; no MGET sees one
+    // script half done.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..6)
+        .map(|_| {
+            let client = server.client();
+            let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
+                    assert_eq!(x, y, "saw a script half done");
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..6)
+        .map(|_| {
+            let client = server.client();
+            let (a, b) = (a.clone(), b.clone());
+            thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                for _ in 0..200 {
+                    let _: i64 = cmd("EVAL")
+                        .arg(script)
+                        .arg(2)
+                        .arg(&a)
+                        .arg(&b)
+                        .arg(1)
+                        .query(&mut c)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
+    assert_eq!((x, y), (30 + 1200, 30 + 1200));
+    let err = cmd("EVAL")
+        .arg("return redis.call('get', 'elsewhere')")
+        .arg(2)
+        .arg(&a)
+        .arg(&b)
+        .query::<Value>(&mut c)
+        .unwrap_err();
+    assert!(err.detail().unwrap().contains("undeclared key"), "{err}");
 }
 
 #[test]

@@ -3,17 +3,20 @@
 //! # How a script runs
 //!
 //! `mode::decide` maps a script's flags and the shards of its declared keys
-//! to one of four modes:
+//! to one of five modes:
 //!
 //! * **OneShard** (the default, when every declared key lives on one
 //!   shard): the whole script runs on that shard's core, in one job, once
 //!   no lock covers its keys (`on_owner`). Nothing else runs there
 //!   meanwhile, and its calls reach the shard with no hops.
+//! * **EveryShard** (the default when the declared keys live on every
+//!   shard, as any keys not all on one shard do at two shards): the script
+//!   runs behind the global barrier, below, as a global script does.
 //! * **LockAhead** (the default otherwise): the declared keys are locked on
 //!   their shards, in ascending shard order, for the whole run
 //!   (`shard::tx`), so the script is atomic.
-//! * In both, every `redis.call` must touch only declared keys, or it fails
-//!   with `script tried accessing undeclared key`.
+//! * In these three, every `redis.call` must touch only declared keys, or
+//!   it fails with `script tried accessing undeclared key`.
 //! * **Global** (`allow-undeclared-keys`): a global transaction. The
 //!   script travels to the barrier's home core, which takes
 //!   `Access::Global` on every shard in ascending order: each shard first
@@ -125,7 +128,7 @@ pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_on
     let read_only = read_only || flags.contains(Flags::NO_WRITES);
     let core = session.core();
     let key_shards: Vec<usize> = keys.iter().map(|k| core.shard_of(k)).collect();
-    let mode = mode::decide(flags, &key_shards);
+    let mode = mode::decide(flags, &key_shards, core.nshards());
     let run = Run {
         script,
         keys,
@@ -141,7 +144,7 @@ pub async fn eval(session: &mut Session, args: Vec<Bytes>, by_sha: bool, read_on
     match mode {
         // With one shard, every key is on it: the barrier is that shard.
         Mode::Global if core.nshards() == 1 => on_owner(run, session, 0).await,
-        Mode::Global => global(run, session).await,
+        Mode::Global | Mode::EveryShard => global(run, session).await,
         Mode::OneShard(shard) => on_owner(run, session, shard).await,
         Mode::LockAhead => lock_ahead(&run, session).await,
         // Stronger than asked, on purpose: see the module page.
