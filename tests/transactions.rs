@@ -221,3 +221,51 @@ fn transactions_match_redis() {
         assert_eq!(got, want, "{args:?}");
     }
 }
+
+/// Whether an EXEC of `SET watched` fails after `script` ran (with `keys`)
+/// on another connection while `watched` was WATCHed.
+fn exec_fails_after_script(server: &common::Server, watched: &str, script: &str, keys: &[&str]) -> bool {
+    let mut c = server.conn();
+    let mut other = server.conn();
+    let _: () = cmd("WATCH").arg(watched).query(&mut c).unwrap();
+    let _: Value = cmd("EVAL")
+        .arg(script)
+        .arg(keys.len())
+        .arg(keys)
+        .query(&mut other)
+        .unwrap();
+    let _: () = cmd("MULTI").query(&mut c).unwrap();
+    let _: String = cmd("SET").arg(watched).arg("mine").query(&mut c).unwrap();
+    let v: Value = cmd("EXEC").query(&mut c).unwrap();
+    v == Value::Nil
+}
+
+#[test]
+fn scripts_fail_only_the_watches_on_keys_they_write() {
+    let Some(redis) = common::redis_server() else { return };
+    let mayfly = common::mayfly();
+    let (a, b) = common::keys_on_two_shards("sw");
+    let both = "redis.call('set', KEYS[1], 1); redis.call('set', KEYS[2], 2); return 1";
+    let smove = "redis.call('sadd', KEYS[1], 'm'); return redis.call('smove', KEYS[1], KEYS[2], 'm')";
+    let global_smove = "--!df flags=allow-undeclared-keys\n\
+        redis.call('sadd', '{t}gsrc', 'm'); return redis.call('smove', '{t}gsrc', '{t}gdst', 'm')"
+        .to_string();
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Declared keys on both shards, the watched key not among them.
+        ("elsewhere", both, &[&a, &b]),
+        // The same script writing the watched key.
+        (&a, both, &[&a, &b]),
+        (&b, both, &[&a, &b]),
+        // A command that moves a member, on one shard.
+        ("{t}dst", smove, &["{t}src", "{t}dst"]),
+        ("{t}other", smove, &["{t}src2", "{t}dst2"]),
+        // A script that may touch any key, moving a member into the
+        // watched key.
+        ("{t}gdst", &global_smove, &[]),
+    ];
+    for (watched, script, keys) in cases {
+        let want = exec_fails_after_script(&redis, watched, script, keys);
+        let got = exec_fails_after_script(&mayfly, watched, script, keys);
+        assert_eq!(got, want, "WATCH {watched}, then {script} on {keys:?}");
+    }
+}
