@@ -250,6 +250,11 @@ fn scripts_fail_only_the_watches_on_keys_they_write() {
     let global_smove = "--!df flags=allow-undeclared-keys\n\
         redis.call('sadd', '{t}gsrc', 'm'); return redis.call('smove', '{t}gsrc', '{t}gdst', 'm')"
         .to_string();
+    // COPY into another database. (A WATCH on the same name in the
+    // script's own database also fails, where Redis's does not.)
+    let global_copy = "--!df flags=allow-undeclared-keys\n\
+        redis.call('set', '{t}gsrc2', 'v'); return redis.call('copy', '{t}gsrc2', '{t}gcopy', 'DB', 1, 'REPLACE')"
+        .to_string();
     let cases: &[(&str, &str, &[&str])] = &[
         // Declared keys on both shards, the watched key not among them.
         ("elsewhere", both, &[&a, &b]),
@@ -260,8 +265,10 @@ fn scripts_fail_only_the_watches_on_keys_they_write() {
         ("{t}dst", smove, &["{t}src", "{t}dst"]),
         ("{t}other", smove, &["{t}src2", "{t}dst2"]),
         // A script that may touch any key, moving a member into the
-        // watched key.
+        // watched key, or writing others only.
         ("{t}gdst", &global_smove, &[]),
+        ("{t}gother", &global_smove, &[]),
+        ("{t}gother", &global_copy, &[]),
     ];
     for (watched, script, keys) in cases {
         let want = exec_fails_after_script(&redis, watched, script, keys);

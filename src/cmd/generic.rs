@@ -476,12 +476,19 @@ async fn transfer(session: &Session, src: &Bytes, src_db: u16, dst: &Bytes, dst_
             }
             db.set_with_expire(&dst_key, source.value, source.expire_at);
             sh.signal_key(dst_db, &dst_key);
+            // Inside EXEC or a script no lock of this command's tells the
+            // WATCHers, and COPY ... DB writes another database.
+            sh.touch_watched(dst_db, &dst_key);
             true
         })
         .await;
     if placed && !is_copy {
         let src_key = src.clone();
-        held.run(src_shard, move |sh| sh.db(src_db).remove(&src_key)).await;
+        held.run(src_shard, move |sh| {
+            sh.db(src_db).remove(&src_key);
+            sh.touch_watched(src_db, &src_key);
+        })
+        .await;
     }
     drop(dst_held);
     drop(held);

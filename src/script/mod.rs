@@ -160,7 +160,7 @@ async fn global(run: Run, session: &Session) -> Reply {
     let core = session.core();
     if core.id == barrier::HOME {
         let ticket = barrier::enter(core).await;
-        return ticket.run(run.writes(session.db), || run.here(session, true));
+        return ticket.run(|| run.here(session, true));
     }
     let (reply, rx) = oneshot();
     let caller = Caller::of(session);
@@ -171,7 +171,7 @@ async fn global(run: Run, session: &Session) -> Reply {
             futures_lite::future::yield_now().await;
             let node = crate::server::local_node();
             let ticket = barrier::enter(&node.core).await;
-            let result = ticket.run(run.writes(caller.db), || run.for_caller(node.clone(), caller));
+            let result = ticket.run(|| run.for_caller(node.clone(), caller));
             drop(ticket);
             reply.send(result);
         });
@@ -237,12 +237,6 @@ impl OwnerJob {
         let reply = node
             .core
             .with_own_shard(shard, || self.run.for_caller(node.clone(), self.caller));
-        // A command such as SMOVE tells no WATCHer of its own inside a
-        // script: the script's keys' WATCHers hear of it here.
-        if !self.run.read_only {
-            let db = self.caller.db;
-            self.run.keys.iter().for_each(|k| shard.touch_watched(db, k));
-        }
         self.reply.send(reply);
     }
 }
@@ -275,17 +269,6 @@ struct Run {
 }
 
 impl Run {
-    /// What the script may write, for WATCH, run in database `db`.
-    fn writes(&self, db: u16) -> barrier::Writes<'_> {
-        if self.flags.contains(Flags::ALLOW_UNDECLARED_KEYS) {
-            barrier::Writes::Anything
-        } else if self.read_only {
-            barrier::Writes::Keys(db, &[])
-        } else {
-            barrier::Writes::Keys(db, &self.keys)
-        }
-    }
-
     /// Runs on this core in the caller's session, with `atomic` telling
     /// whether locks are held.
     fn here(&self, session: &Session, atomic: bool) -> Reply {

@@ -408,8 +408,24 @@ fn call_command(ctx: &mut CallCtx, args: MultiValue) -> Result<Reply, String> {
             String::from_utf8_lossy(key)
         ));
     }
-    let core = ctx.session.node.clone();
-    Ok(run_sync(&core.core, cmd::execute(&mut ctx.session, spec, argv)))
+    // A command that locks its keys itself (SMOVE, RENAME, S*STORE) leaves
+    // telling their WATCHers to the release of its locks, which a script's
+    // call does not take: the keys of each write are told here. A key on
+    // a shard not in hand is declared and locked for the whole script
+    // (lock-ahead), and the release of that lock tells its WATCHers.
+    let written = if spec.is_write() && ctx.session.core().watchers_in_hand() {
+        spec.key_args(&argv)
+    } else {
+        None
+    };
+    let db = ctx.session.db;
+    let node = ctx.session.node.clone();
+    let reply = run_sync(&node.core, cmd::execute(&mut ctx.session, spec, argv));
+    for key in written.into_iter().flatten() {
+        let shard = node.core.shard_of(&key);
+        node.core.with_shard_in_hand(shard, |sh| sh.touch_watched(db, &key));
+    }
+    Ok(reply)
 }
 
 /// Drives a command's future to completion without yielding the executor.

@@ -68,8 +68,6 @@ use std::ptr::NonNull;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::locks::{self, Access};
 use super::tx::hold;
 use super::{Core, ReplyTx, Shard, oneshot};
@@ -113,21 +111,8 @@ impl ShardPtr {
     }
 }
 
-/// What a holder gets for a loan: the shard, and the way to give it back,
-/// saying whether the shard's WATCHers must all hear of a write (`Writes`).
-type Loan = (ShardPtr, ReplyTx<bool>);
-
-/// What a script behind the barrier may have written, so that only the
-/// WATCHers of those keys see a new version, as in Redis.
-pub enum Writes<'a> {
-    /// Keys of one database: the declared keys of a script that may touch
-    /// no other.
-    Keys(u16, &'a [Bytes]),
-    /// Any key: a script that may touch undeclared keys. Every WATCHer of
-    /// every shard hears of it (a command such as SMOVE, run inside a
-    /// script, tells nobody of its own).
-    Anything,
-}
+/// What a holder gets for a loan: the shard, and the way to give it back.
+type Loan = (ShardPtr, ReplyTx<()>);
 
 /// A shard's pending request for a loan: set by the Global lock's grant,
 /// served by its core's loan task (`serve_loans`) once nothing on that core
@@ -176,12 +161,7 @@ struct GateState {
     /// Other cores' shards, while held.
     remote: Vec<Option<ShardPtr>>,
     /// How to give each of them back.
-    returns: Vec<ReplyTx<bool>>,
-    /// A script of this epoch may have written any key of this shard.
-    wrote_anything: bool,
-    /// One of the epochs since the loans were taken may have written any
-    /// key of theirs.
-    lent_wrote_anything: bool,
+    returns: Vec<ReplyTx<()>>,
     waiters: Vec<Waker>,
 }
 
@@ -294,25 +274,20 @@ pub async fn serve_loans(core: &Core) {
             }
         })
         .await;
-        let (back, returned) = oneshot::<bool>();
+        let (back, returned) = oneshot::<()>();
         core.gate.away.set(true);
         core.gate.lent_to.set(holder);
         // The pointer comes from the cell itself: nothing on this core
         // borrows the shard until it is home (`Core::until_home`).
         let shard = NonNull::new(core.shard.as_ptr()).expect("a shard has an address");
         asked.send((ShardPtr(shard), back));
-        // A holder that died with the loan leaves nothing to wait for:
-        // anything may have been written.
-        let wrote_anything = returned.await.unwrap_or(true);
+        // A holder that died with the loan leaves nothing to wait for.
+        let _ = returned.await;
         core.gate.away.set(false);
         core.mesh[core.id].set_homesick(false);
-        {
-            let mut sh = core.own_shard();
-            if wrote_anything {
-                sh.touch_access(&Access::Global);
-            }
-            locks::release(&mut sh, &Access::Global);
-        }
+        // The scripts told the WATCHers of each key they wrote
+        // (`Core::with_shard_in_hand`).
+        locks::release(&mut core.own_shard(), &Access::Global);
         core.gate.homecoming.take().into_iter().for_each(Waker::wake);
         // Let the woken work queue behind the next holder's Global lock
         // before the shard can leave again, so it cannot be starved.
@@ -348,9 +323,8 @@ impl Core {
 
 impl Ticket<'_> {
     /// Runs `f` with every shard in hand: `Core::call_sync` reaches each
-    /// one directly while it runs. The WATCHers of what it `writes` hear
-    /// of it.
-    pub fn run<R>(&self, writes: Writes, f: impl FnOnce() -> R) -> R {
+    /// one directly while it runs.
+    pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         let core = self.core;
         let mut local = core.own_shard();
         let shards = {
@@ -361,26 +335,7 @@ impl Ticket<'_> {
         };
         *core.lent.borrow_mut() = Some(shards);
         let result = f();
-        let shards = core.lent.borrow_mut().take().expect("the shards lent to this script");
-        match writes {
-            Writes::Keys(db, keys) => {
-                for key in keys {
-                    let shard = core.shard_of(key);
-                    if shard == core.id {
-                        local.touch_watched(db, key);
-                    } else if let Some(ptr) = shards[shard] {
-                        // SAFETY: the shard is lent to this epoch, and the
-                        // script that used it has returned.
-                        unsafe { ptr.get() }.touch_watched(db, key);
-                    }
-                }
-            }
-            Writes::Anything => {
-                let mut g = core.gate.state.borrow_mut();
-                g.wrote_anything = true;
-                g.lent_wrote_anything = true;
-            }
-        }
+        *core.lent.borrow_mut() = None;
         drop(local);
         result
     }
@@ -396,13 +351,8 @@ impl Drop for Ticket<'_> {
                 return;
             }
         }
-        // Had a script written any key, every WATCHer hears so. The
-        // lenders' WATCHers hear it when their shards come home.
-        let wrote_anything = std::mem::take(&mut core.gate.state.borrow_mut().wrote_anything);
+        // The scripts told the WATCHers of each key they wrote.
         let mut sh = core.own_shard();
-        if wrote_anything {
-            sh.touch_access(&Access::Global);
-        }
         locks::release(&mut sh, &Access::Global);
         let mut g = core.gate.state.borrow_mut();
         if !(sh.locks.is_idle() && lenders_content(core, &g.remote)) {
@@ -472,9 +422,8 @@ pub async fn reap_idle(core: &Core) {
 /// loans, each lender releasing its own lock once its shard is back.
 fn give_back(g: &mut GateState) {
     g.idle_since = None;
-    let wrote_anything = std::mem::take(&mut g.lent_wrote_anything);
     for back in g.returns.drain(..) {
-        back.send(wrote_anything);
+        back.send(());
     }
     g.remote.clear();
     g.phase = Phase::Idle;

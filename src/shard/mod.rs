@@ -100,6 +100,10 @@ impl Shard {
             .map_or(u64::MAX, |e| e.1)
     }
 
+    pub fn has_watchers(&self) -> bool {
+        !self.watched.is_empty()
+    }
+
     /// Records a write to `key` for its WATCHers.
     pub fn touch_watched(&mut self, db: u16, key: &[u8]) {
         if self.watched.is_empty() {
@@ -395,6 +399,25 @@ impl Core {
             None => job(&mut self.own_shard()),
         }
         true
+    }
+
+    /// Runs `f` on `shard` if this core reaches it with no message: its
+    /// own shard, at home or in the caller's hands, or one lent to it.
+    pub fn with_shard_in_hand<R>(&self, shard: usize, f: impl FnOnce(&mut Shard) -> R) -> Option<R> {
+        if let Some(ptr) = self.lent_shard(shard) {
+            // SAFETY: as in `call_sync`, the running script holds the loan.
+            return Some(f(unsafe { ptr.get() }));
+        }
+        (shard == self.id && self.is_home()).then(|| f(&mut self.own_shard()))
+    }
+
+    /// Whether a shard `with_shard_in_hand` reaches has a WATCHed key.
+    pub fn watchers_in_hand(&self) -> bool {
+        if let Some(shards) = self.lent.borrow().as_ref() {
+            // SAFETY: as in `with_shard_in_hand`; this only reads.
+            return shards.iter().flatten().any(|ptr| unsafe { ptr.get() }.has_watchers());
+        }
+        self.is_home() && self.own_shard().has_watchers()
     }
 
     fn lent_shard(&self, shard: usize) -> Option<barrier::ShardPtr> {
