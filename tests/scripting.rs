@@ -137,6 +137,33 @@ const SCRIPTS: &[(&str, &[&str])] = &[
     ("return redis.call('hgetall', 'h')", &["0"]),
 ];
 
+/// `n` connections that each MGET `a` and `b`, `min_reads` times at least
+/// and then until `stop` is set, handing each pair of values to `check`.
+fn mget_readers(
+    server: &common::Server,
+    (a, b): (&str, &str),
+    n: usize,
+    min_reads: usize,
+    stop: &Arc<AtomicBool>,
+    check: fn(Option<i64>, Option<i64>),
+) -> Vec<thread::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let client = server.client();
+            let (a, b, stop) = (a.to_string(), b.to_string(), stop.clone());
+            thread::spawn(move || {
+                let mut c = client.get_connection().unwrap();
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) || reads < min_reads {
+                    let (x, y): (Option<i64>, Option<i64>) = c.mget(&[&a, &b]).unwrap();
+                    check(x, y);
+                    reads += 1;
+                }
+            })
+        })
+        .collect()
+}
+
 fn eval_reply(conn: &mut redis::Connection, script: &str, args: &[&str]) -> String {
     let mut c = cmd("EVAL");
     c.arg(script);
@@ -293,19 +320,9 @@ fn declared_keys_on_some_of_three_shards_lock_ahead() {
     // Writers on connections spread over the cores; no MGET sees one
     // script half done.
     let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..6)
-        .map(|_| {
-            let client = server.client();
-            let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut c = client.get_connection().unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
-                    assert_eq!(x, y, "saw a script half done");
-                }
-            })
-        })
-        .collect();
+    let readers = mget_readers(&server, (&a, &b), 6, 0, &stop, |x, y| {
+        assert_eq!(x, y, "saw a script half done")
+    });
     let writers: Vec<_> = (0..6)
         .map(|_| {
             let client = server.client();
@@ -465,20 +482,10 @@ fn a_global_script_is_never_seen_half_done() {
     let mut c = server.conn();
     let _: () = c.mset(&[(&a, 100), (&b, 0)]).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut readers = Vec::new();
-    for _ in 0..50 {
-        let client = server.client();
-        let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
-        readers.push(thread::spawn(move || {
-            let mut c = client.get_connection().unwrap();
-            let mut seen = 0;
-            while !stop.load(Ordering::Relaxed) || seen < 5 {
-                let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
-                assert_eq!(x + y, 100, "saw a torn state: {x} + {y}");
-                seen += 1;
-            }
-        }));
-    }
+    let readers = mget_readers(&server, (&a, &b), 50, 5, &stop, |x, y| {
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x + y, 100, "saw a torn state: {x} + {y}");
+    });
     // The script names neither key: it runs as a global transaction.
     let script = format!(
         "--!df flags=allow-undeclared-keys\n\
@@ -611,18 +618,7 @@ fn non_atomic_scripts_finish_beside_cross_shard_transactions() {
     let server = common::mayfly();
     let (a, b) = common::keys_on_two_shards("loose");
     let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let client = server.client();
-            let (a, b, stop) = (a.clone(), b.clone(), stop.clone());
-            thread::spawn(move || {
-                let mut c = client.get_connection().unwrap();
-                while !stop.load(Ordering::Relaxed) {
-                    let _: (Option<i64>, Option<i64>) = c.mget(&[&a, &b]).unwrap();
-                }
-            })
-        })
-        .collect();
+    let readers = mget_readers(&server, (&a, &b), 4, 0, &stop, |_, _| {});
     let writers: Vec<_> = ["disable-atomicity,allow-undeclared-keys", "disable-atomicity"]
         .into_iter()
         .flat_map(|flags| std::iter::repeat_n(flags, 4))
