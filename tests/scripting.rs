@@ -164,6 +164,14 @@ fn mget_readers(
         .collect()
 }
 
+/// Waits for the `writers`, then stops the `readers` and waits for them;
+/// a panic in any thread fails the test.
+fn finish(writers: Vec<thread::JoinHandle<()>>, stop: &AtomicBool, readers: Vec<thread::JoinHandle<()>>) {
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    stop.store(true, Ordering::Relaxed);
+    readers.into_iter().for_each(|r| r.join().unwrap());
+}
+
 fn eval_reply(conn: &mut redis::Connection, script: &str, args: &[&str]) -> String {
     let mut c = cmd("EVAL");
     c.arg(script);
@@ -342,13 +350,7 @@ fn declared_keys_on_some_of_three_shards_lock_ahead() {
             })
         })
         .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.join().unwrap();
-    }
+    finish(writers, &stop, readers);
     let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
     assert_eq!((x, y), (30 + 1200, 30 + 1200));
     let err = cmd("EVAL")
@@ -555,11 +557,7 @@ fn global_scripts_stay_atomic(threads: usize) {
             })
         })
         .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    reader.join().unwrap();
+    finish(writers, &stop, vec![reader]);
     let mut c = server.conn();
     let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
     assert_eq!((x, y), (2400, -2400));
@@ -636,13 +634,7 @@ fn non_atomic_scripts_finish_beside_cross_shard_transactions() {
             })
         })
         .collect();
-    for w in writers {
-        w.join().unwrap();
-    }
-    stop.store(true, Ordering::Relaxed);
-    for r in readers {
-        r.join().unwrap();
-    }
+    finish(writers, &stop, readers);
     let mut c = server.conn();
     let (x, y): (i64, i64) = c.mget(&[&a, &b]).unwrap();
     assert_eq!((x, y), (1600, -1600));
