@@ -394,6 +394,58 @@ pub fn prefetch(session: &Session, batch: &[(Option<&'static CommandSpec>, Vec<B
     }
 }
 
+/// Entries noted by `note_arrived` and not yet warmed, at most.
+const ARRIVED_MAX: usize = 1024;
+
+thread_local! {
+    /// Entries that requests which just arrived will read: (db, key hash).
+    static ARRIVED: std::cell::RefCell<Vec<(u16, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Notes the entry that the command at the front of `input`, which a
+/// connection using `db` just received, will read, if it is a single-key
+/// command on this core's shard. The socket layer calls this as the bytes
+/// arrive, before any connection woken with them runs; the first of them
+/// to run loads every noted entry at once (`warm_arrived`).
+pub fn note_arrived(core: &crate::shard::Core, db: u16, input: &[u8]) {
+    let Some((name, key)) = crate::resp::peek_name_and_first(input) else {
+        return;
+    };
+    if let Some(spec) = lookup(name)
+        && matches!(spec.exec, Exec::Key(_))
+        && spec.first_key == 1
+        && core.shard_of(key) == core.id
+    {
+        let hash = crate::db::key_hash(key);
+        ARRIVED.with(|a| {
+            let mut arrived = a.borrow_mut();
+            if arrived.len() < ARRIVED_MAX {
+                arrived.push((db, hash));
+            }
+        });
+    }
+}
+
+/// Starts loading, into the cache, the entries that `note_arrived` noted.
+/// One loop over them all lets the CPU overlap their memory latencies,
+/// which each command alone would wait for in turn.
+pub fn warm_arrived(core: &crate::shard::Core) {
+    ARRIVED.with(|a| {
+        let mut arrived = a.borrow_mut();
+        if arrived.is_empty() {
+            return;
+        }
+        if let Some(shard) = core.try_own_shard() {
+            for &(db, hash) in arrived.iter() {
+                if let Some(db) = shard.dbs.get(db as usize) {
+                    db.prefetch_hash(hash);
+                }
+            }
+        }
+        arrived.clear();
+    });
+}
+
 /// Sends `args` to the core owning its key and returns at once, when it is
 /// a single-key command on another core's shard that would run now (not
 /// queued by MULTI, not in a script or EXEC). Anything else is None: the

@@ -47,6 +47,31 @@ pub fn decode_command(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Deco
     }
 }
 
+/// The name and first argument of the multibulk command at the front of
+/// `buf`, when both have arrived whole; None for anything else. A hint
+/// only (see `cmd::prefetch_arrived`): nothing else is checked, and the
+/// buffer is left alone.
+pub fn peek_name_and_first(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    const E: &str = "";
+    if buf.first() != Some(&b'*') {
+        return None;
+    }
+    let (count, mut pos) = header(buf, 0, E, E).ok()??;
+    if count < 2 {
+        return None;
+    }
+    let mut bulk = || {
+        if buf.get(pos) != Some(&b'$') {
+            return None;
+        }
+        let (len, data) = header(buf, pos, E, E).ok()??;
+        let end = data.checked_add(usize::try_from(len).ok()?)?;
+        pos = end + 2;
+        buf.get(data..end)
+    };
+    Some((bulk()?, bulk()?))
+}
+
 /// Finds `\r\n` at or after `from`; returns the index of `\r`.
 fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let nl = memchr(b'\n', &buf[from..])? + from;
@@ -331,6 +356,28 @@ mod tests {
             out.extend_from_slice(b"\r\n");
         }
         out
+    }
+
+    #[test]
+    fn peek_finds_the_name_and_first_argument_of_a_whole_request_only() {
+        let req = encode_request(&[b"GET", b"user:1"]);
+        assert_eq!(peek_name_and_first(&req), Some((&b"GET"[..], &b"user:1"[..])));
+        let set = encode_request(&[b"SET", b"k", b"v"]);
+        assert_eq!(peek_name_and_first(&set), Some((&b"SET"[..], &b"k"[..])));
+        // The first argument has not all arrived, at any cut.
+        let cut = req.len() - 2;
+        for end in 0..cut {
+            assert_eq!(peek_name_and_first(&req[..end]), None, "cut at {end}");
+        }
+        for bad in [
+            &b"PING\r\n"[..],
+            b"*1\r\n$4\r\nPING\r\n",
+            b"*2\r\n+GET\r\n",
+            b"*2\r\n$-1\r\n",
+            b"*x\r\n",
+        ] {
+            assert_eq!(peek_name_and_first(bad), None);
+        }
     }
 
     /// A small deterministic generator, so that failures reproduce.

@@ -9,7 +9,7 @@ mod decode;
 mod encode;
 mod reply;
 
-pub use decode::{DecodeError, Decoded, Limits, decode_command};
+pub use decode::{DecodeError, Decoded, Limits, decode_command, peek_name_and_first};
 pub use encode::{encode, format_double};
 pub use reply::Reply;
 

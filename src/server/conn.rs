@@ -4,7 +4,7 @@
 //! written, so a pipelined batch costs one write. A protocol error gets
 //! Redis's error reply and closes this connection only.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -92,10 +92,19 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
     // Single-key commands sent to other cores, replies not yet encoded.
     let mut sent: VecDeque<cmd::Sent> = VecDeque::new();
     let mut batch: Vec<(Option<&'static cmd::CommandSpec>, Vec<Bytes>)> = Vec::with_capacity(BATCH);
+    // The database the next request will use, for the socket layer's hint.
+    let db = Rc::new(Cell::new(session.db));
+    let node = session.node.clone();
+    let hint_db = db.clone();
+    stream.set_hint(Box::new(move |bytes| {
+        cmd::note_arrived(&node.core, hint_db.get(), bytes)
+    }));
     loop {
+        db.set(session.db);
         if stream.read_into(&mut input).await? == 0 {
             return Ok(());
         }
+        cmd::warm_arrived(session.core());
         session.info.borrow_mut().last_active = std::time::Instant::now();
         loop {
             let mut failure = None;

@@ -36,6 +36,10 @@ pub enum Listener {
     Glommio(glommio_tcp::Listener),
 }
 
+/// What a connection's socket calls with received bytes that start a
+/// request, before the connection's reader runs (`Stream::set_hint`).
+pub type Hint = Box<dyn Fn(&[u8])>;
+
 pub enum Stream {
     Uring(uring::Stream),
     Glommio(glommio_tcp::Stream),
@@ -144,6 +148,14 @@ impl Stream {
         match self {
             Stream::Uring(s) => s.read_into(buf).await,
             Stream::Glommio(s) => s.read_into(buf).await,
+        }
+    }
+
+    /// Sets what to call with received bytes that start a request, before
+    /// the reader runs (the uring backend only; see `uring::Stream`).
+    pub fn set_hint(&mut self, hint: Hint) {
+        if let Stream::Uring(s) = self {
+            s.set_hint(hint);
         }
     }
 

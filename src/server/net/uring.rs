@@ -221,6 +221,9 @@ struct ConnState {
     dropped: bool,
     /// The last activity period in which this connection was counted.
     seen: u32,
+    /// Called with the received bytes when they start a new request (see
+    /// `Stream::set_hint`).
+    hint: Option<super::Hint>,
 }
 
 struct ListenState {
@@ -301,6 +304,8 @@ struct Reactor {
     doorbell_buf: Box<Cell<u64>>,
     completions: RefCell<Vec<(u64, i32, u32)>>,
     woken: RefCell<Vec<Waker>>,
+    /// Connections whose received bytes the pass hands to their hint.
+    hinted: RefCell<Vec<usize>>,
     activity: Cell<Activity>,
     /// The ring has a sparse file table of FIXED_FILES slots.
     files: bool,
@@ -340,6 +345,7 @@ impl Reactor {
             doorbell_buf: Box::new(Cell::new(0)),
             completions: RefCell::new(Vec::with_capacity(256)),
             woken: RefCell::new(Vec::new()),
+            hinted: RefCell::new(Vec::new()),
             activity: Cell::new(Activity::default()),
             files,
         };
@@ -397,6 +403,7 @@ impl Reactor {
         for (ud, res, flags) in done.drain(..) {
             self.complete(ud, res, flags);
         }
+        self.run_hints();
         n
     }
 
@@ -461,6 +468,9 @@ impl Reactor {
                 }
                 if let Some(bid) = bid {
                     if res > 0 && !c.dropped {
+                        if c.inbound.is_empty() && c.reader.is_some() && c.hint.is_some() {
+                            self.hinted.borrow_mut().push(slot);
+                        }
                         c.inbound.extend_from_slice(self.recv_buffers.data(bid, res as usize));
                     }
                     self.recv_buffers.give_back(bid);
@@ -535,6 +545,24 @@ impl Reactor {
                 self.maybe_close(&mut slots, slot);
             }
             _ => {}
+        }
+    }
+
+    /// Hands the bytes of each connection that just received a request
+    /// to its hint, after every completion of the pass has been seen and
+    /// before any task they woke runs.
+    fn run_hints(&self) {
+        let mut hinted = self.hinted.borrow_mut();
+        if hinted.is_empty() {
+            return;
+        }
+        let mut slots = self.slots.borrow_mut();
+        for slot in hinted.drain(..) {
+            if let Some(c) = slots.conn(slot)
+                && let Some(hint) = &c.hint
+            {
+                hint(&c.inbound);
+            }
         }
     }
 
@@ -926,6 +954,7 @@ impl Stream {
             cancel_inflight: false,
             dropped: false,
             seen: u32::MAX,
+            hint: None,
         })));
         if reactor.files
             && slot < FIXED_FILES as usize
@@ -940,6 +969,14 @@ impl Stream {
         }
         drop(slots);
         Stream { reactor, slot, fd }
+    }
+
+    /// Sets what to call with received bytes that start a request, while
+    /// the reader waits for them: a chance to warm the cache for it before
+    /// the reader runs. It must not use this stream.
+    pub fn set_hint(&mut self, hint: super::Hint) {
+        let mut slots = self.reactor.slots.borrow_mut();
+        slots.conn(self.slot).expect("connection slot").hint = Some(hint);
     }
 
     pub async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
