@@ -211,6 +211,30 @@ fn client_commands_name_list_and_kill() {
 }
 
 #[test]
+fn client_list_shows_how_long_each_connection_has_been_idle() {
+    let server = common::mayfly();
+    let mut quiet = server.conn();
+    let _: () = cmd("CLIENT").arg("SETNAME").arg("quiet").query(&mut quiet).unwrap();
+    thread::sleep(Duration::from_millis(1200));
+    let mut c = server.conn();
+    let _: () = cmd("CLIENT").arg("SETNAME").arg("busy").query(&mut c).unwrap();
+    let list: String = cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    let idle = |name: &str| -> u64 {
+        let line = list
+            .lines()
+            .find(|l| l.contains(&format!(" name={name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {list}"));
+        let field = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("idle="))
+            .expect("idle field");
+        field.parse().expect("idle seconds")
+    };
+    assert_eq!(idle("quiet"), 1, "{list}");
+    assert_eq!(idle("busy"), 0, "{list}");
+}
+
+#[test]
 fn requirepass_gates_commands_until_auth() {
     let server = common::mayfly_with(2, &["--requirepass", "sekret"]);
     let mut c = server.conn();

@@ -105,7 +105,7 @@ async fn run_loop(session: &mut Session, stream: &mut Stream) -> std::io::Result
             return Ok(());
         }
         cmd::warm_arrived(session.core());
-        session.info.borrow_mut().last_active = std::time::Instant::now();
+        session.info.borrow_mut().last_active = crate::clock::ticks();
         loop {
             let mut failure = None;
             while batch.len() < BATCH {
