@@ -27,6 +27,12 @@
 //!   therefore never parks: its park costs a membarrier IPI, a timer re-arm
 //!   and an eventfd read delivered as task work, which dominated the
 //!   profile at two threads.
+//! * **Hints.** A connection may give its stream a hint (`set_hint`). When
+//!   bytes arrive for a reader that is waiting, with nothing left over
+//!   from before, the pass hands them to the hint once every completion is
+//!   in and before any woken task runs: the server notes which entries
+//!   the requests will read, so the first task to run can load them all at
+//!   once (`cmd::note_arrived`).
 //! * **Timers.** glommio looks at its timers only between task-queue runs,
 //!   which a driver that never parks makes rare, so `sleep` is a TIMEOUT
 //!   in this ring: the kernel keeps the time and its completion wakes the
