@@ -3,6 +3,13 @@
 //! Expiry is lazy on every lookup, and active: `expire_cycle` walks an index
 //! of deadlines so that expired keys free their memory without being
 //! touched. Nothing here is shared between threads.
+//!
+//! A large table grows a step at a time, as Redis rehashes: when it is full
+//! it is set aside, a table twice its size takes its place, and every
+//! access then moves a few of the old table's keys across (`Growth`), so
+//! no single command pays for moving them all. Rebuilding a table of
+//! millions of keys in one go stalled the shard for hundreds of
+//! milliseconds, since rehashing reads every key's block.
 
 mod deadlines;
 mod node;
@@ -35,11 +42,37 @@ pub struct Entry {
 #[derive(Default)]
 pub struct Db {
     table: HashTable<Node>,
+    /// The table being emptied into `table`, while a growth lasts.
+    growth: Option<Growth>,
     /// (deadline, key) for every key with a TTL, oldest first.
     deadlines: Deadlines,
     /// Keys removed by expiry, lazily or actively.
     pub expired_count: u64,
 }
+
+/// A table set aside when it filled up, and how far its keys have moved.
+struct Growth {
+    from: HashTable<Node>,
+    /// The first of `from`'s slots not yet emptied.
+    next: usize,
+}
+
+/// Tables with fewer slots than this grow at once: rebuilding them costs
+/// less than a millisecond.
+const GROW_IN_STEPS_FROM: usize = 1 << 16;
+
+/// Keys that each access moves from the old table while a table grows. A
+/// table that filled up at n keys gets 2n of room, so the move ends long
+/// before new keys could fill it again.
+const GROWTH_STEP: usize = 8;
+
+/// Empty slots one step may pass over, per key it moves.
+const GROWTH_EMPTY_PER_KEY: usize = 10;
+
+/// Keys the active expiry cycle moves (every 100 ms, per database), so a
+/// growth also ends on a quiet server: about a millisecond's work, as
+/// Redis's active rehashing spends.
+const GROWTH_IDLE_STEP: usize = 1024;
 
 /// Key equality, inline for the usual short keys: a call to `memcmp` per
 /// lookup cost more than the comparison itself.
@@ -114,11 +147,77 @@ pub fn now_ms() -> u64 {
 
 impl Db {
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.table.len() + self.growth.as_ref().map_or(0, |g| g.from.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len() == 0
+    }
+
+    /// Moves up to `keys` keys of a growth's old table into the table;
+    /// ends the growth once the old table is empty.
+    fn grow_step(&mut self, keys: usize) {
+        let Some(growth) = self.growth.as_mut() else { return };
+        let slots = growth.from.num_buckets();
+        let mut moved = 0;
+        let mut passed = 0;
+        while growth.next < slots && moved < keys && passed < keys * GROWTH_EMPTY_PER_KEY {
+            match growth.from.get_bucket_entry(growth.next) {
+                Ok(entry) => {
+                    let (node, _) = entry.remove();
+                    self.table
+                        .insert_unique(key_hash(node.key()), node, |n| key_hash(n.key()));
+                    moved += 1;
+                }
+                Err(_) => passed += 1,
+            }
+            growth.next += 1;
+        }
+        if growth.next >= slots || growth.from.is_empty() {
+            self.growth = None;
+        }
+    }
+
+    /// Moves every key the growth has left (SCAN pages over the table's
+    /// slots, which must hold every key).
+    fn finish_growth(&mut self) {
+        while self.growth.is_some() {
+            self.grow_step(usize::MAX / GROWTH_EMPTY_PER_KEY);
+        }
+    }
+
+    /// Takes `key` out of a growth's old table, if it is there.
+    fn take_from_old(&mut self, hash: u64, key: &[u8]) -> Option<Node> {
+        let growth = self.growth.as_mut()?;
+        let (node, _) = growth.from.find_entry(hash, is_key(key)).ok()?.remove();
+        Some(node)
+    }
+
+    /// Before an access to `key`: moves a step of a growth along, and
+    /// `key` itself into the table if it is still in the old one, so that
+    /// what follows need only look at the table.
+    fn settle(&mut self, hash: u64, key: &[u8]) {
+        if self.growth.is_none() {
+            return;
+        }
+        if let Some(node) = self.take_from_old(hash, key) {
+            self.table.insert_unique(hash, node, |n| key_hash(n.key()));
+        }
+        self.grow_step(GROWTH_STEP);
+    }
+
+    /// Makes room for one more key: a small table grows at once, a large
+    /// full one is set aside for a table twice its size (see `Growth`).
+    fn reserve_one(&mut self) {
+        if self.table.len() < self.table.capacity()
+            || self.growth.is_some()
+            || self.table.num_buckets() < GROW_IN_STEPS_FROM
+        {
+            return;
+        }
+        let bigger = HashTable::with_capacity(self.table.capacity() * 2);
+        let from = std::mem::replace(&mut self.table, bigger);
+        self.growth = Some(Growth { from, next: 0 });
     }
 
     pub fn expires_len(&self) -> usize {
@@ -127,15 +226,20 @@ impl Db {
 
     /// Starts loading the entry with this `key_hash` (see `prefetch`).
     pub fn prefetch_hash(&self, hash: u64) {
-        self.table.find(hash, |n| {
+        let prefetch = |n: &Node| {
             n.prefetch();
             false
-        });
+        };
+        self.table.find(hash, prefetch);
+        if let Some(growth) = &self.growth {
+            growth.from.find(hash, prefetch);
+        }
     }
 
     /// Takes `key`'s entry out of the table and the deadline index.
     fn take(&mut self, key: &[u8]) -> Option<Node> {
         let hash = key_hash(key);
+        self.settle(hash, key);
         let (node, _) = self.table.find_entry(hash, is_key(key)).ok()?.remove();
         self.deadlines.change(key, hash, node.expire_at(), 0);
         Some(node)
@@ -155,6 +259,7 @@ impl Db {
 
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Node> {
         let hash = key_hash(key);
+        self.settle(hash, key);
         let found = self.table.find_entry(hash, is_key(key)).ok()?;
         let at = found.get().expire_at();
         if alive(at, now) {
@@ -178,6 +283,7 @@ impl Db {
     /// Inserts or replaces `key` with the given deadline (0: none).
     pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
         let hash = key_hash(key);
+        self.settle(hash, key);
         let old_deadline = match self.table.find_mut(hash, is_key(key)) {
             Some(node) => {
                 let old = node.expire_at();
@@ -185,6 +291,7 @@ impl Db {
                 old
             }
             None => {
+                self.reserve_one();
                 self.table
                     .insert_unique(hash, Node::new(key, value, expire_at), |n| key_hash(n.key()));
                 0
@@ -196,6 +303,7 @@ impl Db {
     /// Sets the deadline of an existing key; false if the key is missing.
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
         let hash = key_hash(key);
+        self.settle(hash, key);
         let Some(node) = self.table.find_mut(hash, is_key(key)) else {
             return false;
         };
@@ -208,6 +316,7 @@ impl Db {
     /// Removes the TTL of `key`; true if it had one.
     pub fn persist(&mut self, key: &[u8]) -> bool {
         let hash = key_hash(key);
+        self.settle(hash, key);
         let Some(node) = self.table.find_mut(hash, is_key(key)) else {
             return false;
         };
@@ -243,18 +352,23 @@ impl Db {
 
     pub fn clear(&mut self) {
         self.table = HashTable::new();
+        self.growth = None;
         self.deadlines.clear();
     }
 
     /// Removes up to `budget` keys whose deadline has passed.
     /// Returns how many were removed.
     pub fn expire_cycle(&mut self, now: u64, budget: usize) -> usize {
+        self.grow_step(GROWTH_IDLE_STEP);
         let mut removed = 0;
         while removed < budget {
             let Some(key) = self.deadlines.pop_due(now) else {
                 break;
             };
-            if let Ok(found) = self.table.find_entry(key_hash(&key), is_key(&key)) {
+            let hash = key_hash(&key);
+            if self.take_from_old(hash, &key).is_none()
+                && let Ok(found) = self.table.find_entry(hash, is_key(&key))
+            {
                 found.remove();
             }
             removed += 1;
@@ -265,25 +379,32 @@ impl Db {
 
     /// Every live key, in no particular order.
     pub fn keys(&self, now: u64) -> impl Iterator<Item = &Node> {
-        self.table.iter().filter(move |n| alive(n.expire_at(), now))
+        let old = self.growth.iter().flat_map(|g| g.from.iter());
+        self.table.iter().chain(old).filter(move |n| alive(n.expire_at(), now))
     }
 
     /// A key picked at random (RANDOMKEY): the first one at or after a
     /// random slot of the table.
     pub fn random_key(&self, random: u64) -> Option<&[u8]> {
-        let slots = self.table.num_buckets();
-        if self.table.is_empty() || slots == 0 {
+        // While a table grows, one of the two, in proportion to their keys.
+        let table = match &self.growth {
+            Some(g) if !g.from.is_empty() && (random >> 32) % self.len() as u64 >= self.table.len() as u64 => &g.from,
+            _ => &self.table,
+        };
+        let slots = table.num_buckets();
+        if table.is_empty() || slots == 0 {
             return None;
         }
         let start = (random % slots as u64) as usize;
         (0..slots)
-            .find_map(|k| self.table.get_bucket((start + k) % slots))
+            .find_map(|k| table.get_bucket((start + k) % slots))
             .map(Node::key)
     }
 
     /// A page of keys for SCAN from table slot `from` (see `scan_slots`).
     /// Returns the live keys and the slot to go on from (0: done).
-    pub fn scan_page(&self, from: usize, count: usize, now: u64) -> (Vec<(Bytes, ValueKind)>, usize) {
+    pub fn scan_page(&mut self, from: usize, count: usize, now: u64) -> (Vec<(Bytes, ValueKind)>, usize) {
+        self.finish_growth();
         let (nodes, next) = scan_slots(&self.table, from, count);
         let live = nodes.into_iter().filter(|n| alive(n.expire_at(), now));
         (
@@ -333,6 +454,68 @@ mod tests {
         assert_eq!(db.len(), 6);
         assert_eq!(db.expire_cycle(1000, 2), 2);
         assert_eq!(db.len(), 4);
+    }
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("key:{i}").into_bytes()
+    }
+
+    #[test]
+    fn a_large_table_grows_a_step_at_a_time_and_loses_no_key() {
+        let mut db = Db::default();
+        let mut i = 0;
+        // Fill until a growth starts.
+        while db.growth.is_none() {
+            db.set(&key(i), Value::Str(Bytes::from(i.to_string())));
+            i += 1;
+            assert!(i < 1 << 20, "no growth started");
+        }
+        let filled = i;
+        assert!(filled > GROW_IN_STEPS_FROM / 2, "small tables grow at once");
+        let left = db.growth.as_ref().expect("growing").from.len();
+        assert!(left > filled - GROWTH_STEP * 2, "one access moved only a step");
+        assert_eq!(db.len(), filled);
+        // While it grows: every key is found, overwritten, expired or
+        // removed wherever it sits, and a key goes on counting once.
+        db.set_with_expire(&key(1), Value::Str(Bytes::new()), 5);
+        assert!(db.remove(&key(2)).is_some());
+        assert!(db.persist(&key(1)));
+        assert!(db.set_expire(&key(3), 5));
+        assert_eq!(db.expire_cycle(10, 100), 1, "key 3 expired in the old table or the new");
+        assert!(db.growth.is_some(), "the cycle's idle step left some of the move");
+        let mut seen = 0;
+        for j in 0..filled {
+            let want = j != 2 && j != 3;
+            assert_eq!(db.get(&key(j), 1).is_some(), want, "key {j}");
+            seen += want as usize;
+        }
+        assert_eq!(db.len(), seen);
+        assert_eq!(db.keys(1).count(), seen);
+        assert!(db.random_key(12345).is_some());
+        // Reads moved the rest, and the table never had to grow at once.
+        assert!(
+            db.growth.is_none(),
+            "{} left",
+            db.growth.as_ref().map_or(0, |g| g.from.len())
+        );
+        assert!(db.table.len() <= db.table.capacity());
+        // Another growth, ended by SCAN, which pages over the one table.
+        while db.growth.is_none() {
+            db.set(&key(i), Value::Str(Bytes::new()));
+            i += 1;
+        }
+        let total = db.len();
+        let (mut keys, mut cursor) = (std::collections::HashSet::new(), 0);
+        loop {
+            let (page, next) = db.scan_page(cursor, 1000, 1);
+            keys.extend(page.into_iter().map(|(k, _)| k));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        assert!(db.growth.is_none());
+        assert_eq!(keys.len(), total);
     }
 
     #[test]
