@@ -235,6 +235,16 @@ fn client_list_shows_how_long_each_connection_has_been_idle() {
 }
 
 #[test]
+fn transparent_huge_pages_are_off_for_the_server() {
+    let server = common::mayfly();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    // Kernels before 6.x do not show the flag; there is nothing to check.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
+
+#[test]
 fn requirepass_gates_commands_until_auth() {
     let server = common::mayfly_with(2, &["--requirepass", "sekret"]);
     let mut c = server.conn();
