@@ -4,14 +4,12 @@
 //! of deadlines so that expired keys free their memory without being
 //! touched. Nothing here is shared between threads.
 //!
-//! A large table grows a step at a time, as Redis rehashes: when it is full
-//! it is set aside, a table twice its size takes its place, and every
-//! access then moves a few of the old table's keys across (`Growth`), so
-//! no single command pays for moving them all. Rebuilding a table of
-//! millions of keys in one go stalled the shard for hundreds of
-//! milliseconds, since rehashing reads every key's block.
+//! A large table grows a step at a time, as Redis rehashes
+//! (`growth::Stepped`): every access to a key moves a few keys of the old
+//! table across, and the expiry cycle moves more while the server is idle.
 
 mod deadlines;
+mod growth;
 mod node;
 mod packed;
 mod value;
@@ -22,6 +20,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use deadlines::Deadlines;
+use growth::Stepped;
 pub use node::Node;
 pub use packed::{Hash, Seeded, Set};
 pub use value::{Value, ValueKind, ValueMut, ValueRef, parse_i64};
@@ -41,33 +40,12 @@ pub struct Entry {
 /// deadline and value behind it in one block (`Node`).
 #[derive(Default)]
 pub struct Db {
-    table: HashTable<Node>,
-    /// The table being emptied into `table`, while a growth lasts.
-    growth: Option<Growth>,
+    table: Stepped<Node>,
     /// (deadline, key) for every key with a TTL, oldest first.
     deadlines: Deadlines,
     /// Keys removed by expiry, lazily or actively.
     pub expired_count: u64,
 }
-
-/// A table set aside when it filled up, and how far its keys have moved.
-struct Growth {
-    from: HashTable<Node>,
-    /// The first of `from`'s slots not yet emptied.
-    next: usize,
-}
-
-/// Tables with fewer slots than this grow at once: rebuilding them costs
-/// less than a millisecond.
-const GROW_IN_STEPS_FROM: usize = 1 << 16;
-
-/// Keys that each access moves from the old table while a table grows. A
-/// table that filled up at n keys gets 2n of room, so the move ends long
-/// before new keys could fill it again.
-const GROWTH_STEP: usize = 8;
-
-/// Empty slots one step may pass over, per key it moves.
-const GROWTH_EMPTY_PER_KEY: usize = 10;
 
 /// Keys the active expiry cycle moves (every 100 ms, per database), so a
 /// growth also ends on a quiet server: about a millisecond's work, as
@@ -95,6 +73,11 @@ fn same_key(a: &[u8], b: &[u8]) -> bool {
     }
     // The tail, as the last 8 bytes (overlapping what was compared).
     at == n || word(a, n - 8) == word(b, n - 8)
+}
+
+/// A node's hash, for moving it between tables.
+fn node_hash(n: &Node) -> u64 {
+    key_hash(n.key())
 }
 
 /// Matches the entry of `key` in a table probe.
@@ -147,81 +130,20 @@ pub fn now_ms() -> u64 {
 
 impl Db {
     pub fn len(&self) -> usize {
-        self.table.len() + self.growth.as_ref().map_or(0, |g| g.from.len())
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Moves up to `keys` keys of a growth's old table into the table;
-    /// ends the growth once the old table is empty.
-    fn grow_step(&mut self, keys: usize) {
-        let Some(growth) = self.growth.as_mut() else { return };
-        let slots = growth.from.num_buckets();
-        let mut moved = 0;
-        let mut passed = 0;
-        while growth.next < slots && moved < keys && passed < keys * GROWTH_EMPTY_PER_KEY {
-            match growth.from.get_bucket_entry(growth.next) {
-                Ok(entry) => {
-                    let (node, _) = entry.remove();
-                    self.table
-                        .insert_unique(key_hash(node.key()), node, |n| key_hash(n.key()));
-                    moved += 1;
-                }
-                Err(_) => passed += 1,
-            }
-            growth.next += 1;
-        }
-        if growth.next >= slots || growth.from.is_empty() {
-            self.growth = None;
-        }
-    }
-
-    /// Moves every key the growth has left (SCAN pages over the table's
-    /// slots, which must hold every key).
-    fn finish_growth(&mut self) {
-        while self.growth.is_some() {
-            self.grow_step(usize::MAX / GROWTH_EMPTY_PER_KEY);
-        }
-    }
-
-    /// Takes `key` out of a growth's old table, if it is there.
-    fn take_from_old(&mut self, hash: u64, key: &[u8]) -> Option<Node> {
-        let growth = self.growth.as_mut()?;
-        let (node, _) = growth.from.find_entry(hash, is_key(key)).ok()?.remove();
-        Some(node)
-    }
-
-    /// Before an access to `key`: moves a step of a growth along, and
-    /// `key` itself into the table if it is still in the old one, so that
-    /// what follows need only look at the table.
-    fn settle(&mut self, hash: u64, key: &[u8]) {
-        if self.growth.is_none() {
-            return;
-        }
-        if let Some(node) = self.take_from_old(hash, key) {
-            self.table.insert_unique(hash, node, |n| key_hash(n.key()));
-        }
-        self.grow_step(GROWTH_STEP);
-    }
-
-    /// Makes room for one more key: a small table grows at once, a large
-    /// full one is set aside for a table twice its size (see `Growth`).
-    fn reserve_one(&mut self) {
-        if self.table.len() < self.table.capacity()
-            || self.growth.is_some()
-            || self.table.num_buckets() < GROW_IN_STEPS_FROM
-        {
-            return;
-        }
-        let bigger = HashTable::with_capacity(self.table.capacity() * 2);
-        let from = std::mem::replace(&mut self.table, bigger);
-        self.growth = Some(Growth { from, next: 0 });
+        self.table.is_empty()
     }
 
     pub fn expires_len(&self) -> usize {
         self.deadlines.len()
+    }
+
+    /// Before an access to `key`: see `Stepped::settle`.
+    fn settle(&mut self, hash: u64, key: &[u8]) {
+        self.table.settle(hash, is_key(key), node_hash);
     }
 
     /// Starts loading the entry with this `key_hash` (see `prefetch`).
@@ -230,9 +152,9 @@ impl Db {
             n.prefetch();
             false
         };
-        self.table.find(hash, prefetch);
-        if let Some(growth) = &self.growth {
-            growth.from.find(hash, prefetch);
+        self.table.table().find(hash, prefetch);
+        if let Some(old) = self.table.old() {
+            old.find(hash, prefetch);
         }
     }
 
@@ -240,7 +162,7 @@ impl Db {
     fn take(&mut self, key: &[u8]) -> Option<Node> {
         let hash = key_hash(key);
         self.settle(hash, key);
-        let (node, _) = self.table.find_entry(hash, is_key(key)).ok()?.remove();
+        let (node, _) = self.table.table_mut().find_entry(hash, is_key(key)).ok()?.remove();
         self.deadlines.change(key, hash, node.expire_at(), 0);
         Some(node)
     }
@@ -260,7 +182,7 @@ impl Db {
     pub fn get_mut(&mut self, key: &[u8], now: u64) -> Option<&mut Node> {
         let hash = key_hash(key);
         self.settle(hash, key);
-        let found = self.table.find_entry(hash, is_key(key)).ok()?;
+        let found = self.table.table_mut().find_entry(hash, is_key(key)).ok()?;
         let at = found.get().expire_at();
         if alive(at, now) {
             return Some(found.into_mut());
@@ -284,16 +206,14 @@ impl Db {
     pub fn set_with_expire(&mut self, key: &[u8], value: Value, expire_at: u64) {
         let hash = key_hash(key);
         self.settle(hash, key);
-        let old_deadline = match self.table.find_mut(hash, is_key(key)) {
+        let old_deadline = match self.table.table_mut().find_mut(hash, is_key(key)) {
             Some(node) => {
                 let old = node.expire_at();
                 *node = Node::new(key, value, expire_at);
                 old
             }
             None => {
-                self.reserve_one();
-                self.table
-                    .insert_unique(hash, Node::new(key, value, expire_at), |n| key_hash(n.key()));
+                self.table.insert_new(hash, Node::new(key, value, expire_at), node_hash);
                 0
             }
         };
@@ -304,7 +224,7 @@ impl Db {
     pub fn set_expire(&mut self, key: &[u8], at: u64) -> bool {
         let hash = key_hash(key);
         self.settle(hash, key);
-        let Some(node) = self.table.find_mut(hash, is_key(key)) else {
+        let Some(node) = self.table.table_mut().find_mut(hash, is_key(key)) else {
             return false;
         };
         let old = node.expire_at();
@@ -317,7 +237,7 @@ impl Db {
     pub fn persist(&mut self, key: &[u8]) -> bool {
         let hash = key_hash(key);
         self.settle(hash, key);
-        let Some(node) = self.table.find_mut(hash, is_key(key)) else {
+        let Some(node) = self.table.table_mut().find_mut(hash, is_key(key)) else {
             return false;
         };
         let old = node.expire_at();
@@ -351,23 +271,22 @@ impl Db {
     }
 
     pub fn clear(&mut self) {
-        self.table = HashTable::new();
-        self.growth = None;
+        self.table = Stepped::default();
         self.deadlines.clear();
     }
 
     /// Removes up to `budget` keys whose deadline has passed.
     /// Returns how many were removed.
     pub fn expire_cycle(&mut self, now: u64, budget: usize) -> usize {
-        self.grow_step(GROWTH_IDLE_STEP);
+        self.table.step(GROWTH_IDLE_STEP, node_hash);
         let mut removed = 0;
         while removed < budget {
             let Some(key) = self.deadlines.pop_due(now) else {
                 break;
             };
             let hash = key_hash(&key);
-            if self.take_from_old(hash, &key).is_none()
-                && let Ok(found) = self.table.find_entry(hash, is_key(&key))
+            if self.table.take_old(hash, is_key(&key)).is_none()
+                && let Ok(found) = self.table.table_mut().find_entry(hash, is_key(&key))
             {
                 found.remove();
             }
@@ -379,17 +298,17 @@ impl Db {
 
     /// Every live key, in no particular order.
     pub fn keys(&self, now: u64) -> impl Iterator<Item = &Node> {
-        let old = self.growth.iter().flat_map(|g| g.from.iter());
-        self.table.iter().chain(old).filter(move |n| alive(n.expire_at(), now))
+        self.table.iter().filter(move |n| alive(n.expire_at(), now))
     }
 
     /// A key picked at random (RANDOMKEY): the first one at or after a
     /// random slot of the table.
     pub fn random_key(&self, random: u64) -> Option<&[u8]> {
         // While a table grows, one of the two, in proportion to their keys.
-        let table = match &self.growth {
-            Some(g) if !g.from.is_empty() && (random >> 32) % self.len() as u64 >= self.table.len() as u64 => &g.from,
-            _ => &self.table,
+        let new = self.table.table();
+        let table = match self.table.old() {
+            Some(old) if !old.is_empty() && (random >> 32) % self.len() as u64 >= new.len() as u64 => old,
+            _ => new,
         };
         let slots = table.num_buckets();
         if table.is_empty() || slots == 0 {
@@ -404,8 +323,8 @@ impl Db {
     /// A page of keys for SCAN from table slot `from` (see `scan_slots`).
     /// Returns the live keys and the slot to go on from (0: done).
     pub fn scan_page(&mut self, from: usize, count: usize, now: u64) -> (Vec<(Bytes, ValueKind)>, usize) {
-        self.finish_growth();
-        let (nodes, next) = scan_slots(&self.table, from, count);
+        self.table.finish(node_hash);
+        let (nodes, next) = scan_slots(self.table.table(), from, count);
         let live = nodes.into_iter().filter(|n| alive(n.expire_at(), now));
         (
             live.map(|n| (Bytes::copy_from_slice(n.key()), n.value().kind()))
@@ -465,15 +384,14 @@ mod tests {
         let mut db = Db::default();
         let mut i = 0;
         // Fill until a growth starts.
-        while db.growth.is_none() {
+        while db.table.old().is_none() {
             db.set(&key(i), Value::Str(Bytes::from(i.to_string())));
             i += 1;
             assert!(i < 1 << 20, "no growth started");
         }
         let filled = i;
-        assert!(filled > GROW_IN_STEPS_FROM / 2, "small tables grow at once");
-        let left = db.growth.as_ref().expect("growing").from.len();
-        assert!(left > filled - GROWTH_STEP * 2, "one access moved only a step");
+        let left = db.table.old().expect("growing").len();
+        assert!(left > filled - growth::STEP * 2, "one access moved only a step");
         assert_eq!(db.len(), filled);
         // While it grows: every key is found, overwritten, expired or
         // removed wherever it sits, and a key goes on counting once.
@@ -482,7 +400,7 @@ mod tests {
         assert!(db.persist(&key(1)));
         assert!(db.set_expire(&key(3), 5));
         assert_eq!(db.expire_cycle(10, 100), 1, "key 3 expired in the old table or the new");
-        assert!(db.growth.is_some(), "the cycle's idle step left some of the move");
+        assert!(db.table.old().is_some(), "the cycle's idle step left some of the move");
         let mut seen = 0;
         for j in 0..filled {
             let want = j != 2 && j != 3;
@@ -494,13 +412,13 @@ mod tests {
         assert!(db.random_key(12345).is_some());
         // Reads moved the rest, and the table never had to grow at once.
         assert!(
-            db.growth.is_none(),
+            db.table.old().is_none(),
             "{} left",
-            db.growth.as_ref().map_or(0, |g| g.from.len())
+            db.table.old().map_or(0, |t| t.len())
         );
-        assert!(db.table.len() <= db.table.capacity());
+        assert!(db.table.table().len() <= db.table.table().capacity());
         // Another growth, ended by SCAN, which pages over the one table.
-        while db.growth.is_none() {
+        while db.table.old().is_none() {
             db.set(&key(i), Value::Str(Bytes::new()));
             i += 1;
         }
@@ -514,7 +432,7 @@ mod tests {
             }
             cursor = next;
         }
-        assert!(db.growth.is_none());
+        assert!(db.table.old().is_none());
         assert_eq!(keys.len(), total);
     }
 

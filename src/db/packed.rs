@@ -10,8 +10,8 @@
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
-use hashbrown::HashTable;
 
+use super::growth::{self, Stepped};
 use super::{parse_i64, scan_slots};
 
 /// Members a packed set may hold (`set-max-listpack-entries`).
@@ -45,9 +45,17 @@ fn item_hash(item: &[u8]) -> u64 {
     Seeded.hash_one(item)
 }
 
-/// The members of a large set.
+fn member_hash(m: &Item) -> u64 {
+    item_hash(m)
+}
+
+fn field_hash((f, _): &(Item, Item)) -> u64 {
+    item_hash(f)
+}
+
+/// The members of a large set, in a table that grows a step at a time.
 #[derive(Clone, Debug, Default)]
-pub struct Members(HashTable<Item>);
+pub struct Members(Stepped<Item>);
 
 impl Members {
     fn contains(&self, member: &[u8]) -> bool {
@@ -55,17 +63,19 @@ impl Members {
     }
 
     fn insert(&mut self, member: &[u8]) -> bool {
-        match self.0.entry(item_hash(member), |m| &m[..] == member, |m| item_hash(m)) {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert(member.into());
-                true
-            }
+        let hash = item_hash(member);
+        self.0.settle(hash, |m| &m[..] == member, member_hash);
+        if self.0.table().find(hash, |m| &m[..] == member).is_some() {
+            return false;
         }
+        self.0.insert_new(hash, member.into(), member_hash);
+        true
     }
 
     fn remove(&mut self, member: &[u8]) -> bool {
-        match self.0.find_entry(item_hash(member), |m| &m[..] == member) {
+        let hash = item_hash(member);
+        self.0.settle(hash, |m| &m[..] == member, member_hash);
+        match self.0.table_mut().find_entry(hash, |m| &m[..] == member) {
             Ok(found) => {
                 found.remove();
                 true
@@ -75,9 +85,10 @@ impl Members {
     }
 }
 
-/// The fields and values of a large hash.
+/// The fields and values of a large hash, in a table that grows a step at
+/// a time.
 #[derive(Clone, Debug, Default)]
-pub struct Fields(HashTable<(Item, Item)>);
+pub struct Fields(Stepped<(Item, Item)>);
 
 impl Fields {
     fn get(&self, field: &[u8]) -> Option<&[u8]> {
@@ -88,23 +99,20 @@ impl Fields {
 
     /// Sets `field`; true if it is new.
     fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
-        match self
-            .0
-            .entry(item_hash(field), |(f, _)| &f[..] == field, |(f, _)| item_hash(f))
-        {
-            hashbrown::hash_table::Entry::Occupied(mut found) => {
-                found.get_mut().1 = value.into();
-                false
-            }
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert((field.into(), value.into()));
-                true
-            }
+        let hash = item_hash(field);
+        self.0.settle(hash, |(f, _)| &f[..] == field, field_hash);
+        if let Some((_, v)) = self.0.table_mut().find_mut(hash, |(f, _)| &f[..] == field) {
+            *v = value.into();
+            return false;
         }
+        self.0.insert_new(hash, (field.into(), value.into()), field_hash);
+        true
     }
 
     fn remove(&mut self, field: &[u8]) -> bool {
-        match self.0.find_entry(item_hash(field), |(f, _)| &f[..] == field) {
+        let hash = item_hash(field);
+        self.0.settle(hash, |(f, _)| &f[..] == field, field_hash);
+        match self.0.table_mut().find_entry(hash, |(f, _)| &f[..] == field) {
             Ok(found) => {
                 found.remove();
                 true
@@ -238,7 +246,7 @@ impl Default for Set {
 /// The members of a set, in order.
 pub enum MemberIter<'a> {
     Packed(Items<'a>),
-    Table(hashbrown::hash_table::Iter<'a, Item>),
+    Table(growth::Iter<'a, Item>),
 }
 
 impl<'a> Iterator for MemberIter<'a> {
@@ -338,11 +346,13 @@ impl Set {
 
     /// One SSCAN page from `cursor`: a packed set whole, as Redis does;
     /// a table from that slot on. Returns the members and the next cursor.
-    pub fn scan(&self, cursor: usize, count: usize) -> (Vec<&[u8]>, usize) {
+    /// A growing table finishes its growth first (see `growth::Stepped`).
+    pub fn scan(&mut self, cursor: usize, count: usize) -> (Vec<&[u8]>, usize) {
         match self {
             Set::Packed { .. } => (self.iter().collect(), 0),
             Set::Table(t) => {
-                let (members, next) = scan_slots(&t.0, cursor, count);
+                t.0.finish(member_hash);
+                let (members, next) = scan_slots(t.0.table(), cursor, count);
                 (members.into_iter().map(|m| &m[..]).collect(), next)
             }
         }
@@ -401,7 +411,7 @@ pub type Pair<'a> = (&'a [u8], &'a [u8]);
 /// The field/value pairs of a hash.
 pub enum Pairs<'a> {
     Packed(Items<'a>),
-    Table(hashbrown::hash_table::Iter<'a, (Item, Item)>),
+    Table(growth::Iter<'a, (Item, Item)>),
 }
 
 impl<'a> Iterator for Pairs<'a> {
@@ -459,7 +469,7 @@ impl Hash {
                 }
                 return old.is_none();
             }
-            let mut table = Fields(HashTable::with_capacity(n));
+            let mut table = Fields(Stepped::with_capacity(n));
             let mut items = p.items();
             while let (Some(f), Some(v)) = (items.next(), items.next()) {
                 table.insert(f, v);
@@ -495,11 +505,13 @@ impl Hash {
 
     /// One HSCAN page from `cursor`: a packed hash whole, as Redis does;
     /// a table from that slot on. Returns the pairs and the next cursor.
-    pub fn scan(&self, cursor: usize, count: usize) -> (Vec<Pair<'_>>, usize) {
+    /// A growing table finishes its growth first (see `growth::Stepped`).
+    pub fn scan(&mut self, cursor: usize, count: usize) -> (Vec<Pair<'_>>, usize) {
         match self {
             Hash::Packed(_) => (self.iter().collect(), 0),
             Hash::Table(t) => {
-                let (pairs, next) = scan_slots(&t.0, cursor, count);
+                t.0.finish(field_hash);
+                let (pairs, next) = scan_slots(t.0.table(), cursor, count);
                 (pairs.into_iter().map(|(f, v)| (&f[..], &v[..])).collect(), next)
             }
         }
