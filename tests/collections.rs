@@ -89,6 +89,55 @@ fn sscan_visits_every_member() {
     assert!(pairs.iter().all(|(f, v)| f == &format!("f{v}")));
 }
 
+/// Past 57,344 items a set's or hash's table grows a step at a time (see
+/// `db::growth`); at 60,000 the old table still holds most of them.
+#[test]
+fn large_sets_and_hashes_keep_every_item_while_their_tables_grow() {
+    let server = common::mayfly();
+    let mut c = server.conn();
+    let n = 60_000;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let members: Vec<String> = chunk.iter().map(|i| format!("m{i}")).collect();
+        let _: i64 = c.sadd("growing", &members).unwrap();
+        let mut hset = cmd("HSET");
+        hset.arg("hgrowing");
+        for i in chunk {
+            hset.arg(format!("f{i}")).arg(i);
+        }
+        let _: i64 = hset.query(&mut c).unwrap();
+    }
+    let card: i64 = c.scard("growing").unwrap();
+    assert_eq!(card, n);
+    // Every member is found, wherever it sits; some go, some fields change.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
+        let mut ask = cmd("SMISMEMBER");
+        ask.arg("growing");
+        for i in chunk {
+            ask.arg(format!("m{i}"));
+        }
+        let found: Vec<i64> = ask.query(&mut c).unwrap();
+        assert!(found.iter().all(|&f| f == 1), "a member of {chunk:?} is missing");
+    }
+    let gone: Vec<String> = (0..n).step_by(7).map(|i| format!("m{i}")).collect();
+    let removed: i64 = c.srem("growing", &gone).unwrap();
+    assert_eq!(removed, gone.len() as i64);
+    for i in (0..n).step_by(11) {
+        let _: i64 = c.hset("hgrowing", format!("f{i}"), -i).unwrap();
+    }
+    for i in (0..n).step_by(13) {
+        let v: i64 = c.hget("hgrowing", format!("f{i}")).unwrap();
+        assert_eq!(v, if i % 11 == 0 { -i } else { i }, "field f{i}");
+    }
+    let members: BTreeSet<String> = c.sscan("growing").unwrap().collect();
+    let want: BTreeSet<String> = (0..n).filter(|i| i % 7 != 0).map(|i| format!("m{i}")).collect();
+    assert_eq!(members, want);
+    let pairs: HashMap<String, i64> = c.hscan("hgrowing").unwrap().collect();
+    assert_eq!(pairs.len(), n as usize);
+    assert!(pairs.iter().all(|(f, v)| f == &format!("f{}", v.abs())));
+    let len: i64 = c.hlen("hgrowing").unwrap();
+    assert_eq!(len, n);
+}
+
 #[test]
 fn hashes_store_count_and_increment() {
     let server = common::mayfly();
