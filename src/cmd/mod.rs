@@ -250,13 +250,29 @@ impl<'a> OpCtx<'a> {
         if db.get(key, now).is_none() {
             db.set(key, make());
         }
-        db.get_mut(key, now).expect("just inserted").value_mut()
+        ticked(db.get_mut(key, now).expect("just inserted").value_mut())
     }
 
     /// The live value at `key`, if any.
     pub fn value(&mut self, key: &[u8]) -> Option<ValueMut<'_>> {
         let now = self.lookup_now();
-        self.db().get_mut(key, now).map(|e| e.value_mut())
+        self.db().get_mut(key, now).map(|e| ticked(e.value_mut()))
+    }
+}
+
+/// A set or hash that a command is about to use moves a step of its
+/// table's growth along, as each access to a Redis dictionary does.
+fn ticked(value: ValueMut<'_>) -> ValueMut<'_> {
+    match value {
+        ValueMut::Set(s) => {
+            s.tick();
+            ValueMut::Set(s)
+        }
+        ValueMut::Hash(h) => {
+            h.tick();
+            ValueMut::Hash(h)
+        }
+        other => other,
     }
 }
 

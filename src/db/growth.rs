@@ -25,8 +25,9 @@ const EMPTY_PER_ITEM: usize = 10;
 pub struct Stepped<T> {
     /// Where new items go.
     table: HashTable<T>,
-    /// The table being emptied into `table`, while a growth lasts.
-    growth: Option<Growth<T>>,
+    /// The table being emptied into `table`, while a growth lasts; boxed,
+    /// so that the small sets and hashes that never grow pay one word.
+    growth: Option<Box<Growth<T>>>,
 }
 
 /// A table set aside when it filled up, and how far its items have moved.
@@ -124,7 +125,7 @@ impl<T> Stepped<T> {
         if self.growth.is_none() && self.table.len() == self.table.capacity() && self.table.num_buckets() >= STEP_FROM {
             let bigger = HashTable::with_capacity(self.table.capacity() * 2);
             let from = std::mem::replace(&mut self.table, bigger);
-            self.growth = Some(Growth { from, next: 0 });
+            self.growth = Some(Box::new(Growth { from, next: 0 }));
         }
         self.table.insert_unique(hash, item, hasher);
     }

@@ -45,6 +45,14 @@ fn item_hash(item: &[u8]) -> u64 {
     Seeded.hash_one(item)
 }
 
+/// Items every access to a large set or hash moves while its table grows
+/// (see `growth::Stepped`), on top of what each write moves. A set or hash
+/// has no idle step, as the keyspace has, so its growth ends only through
+/// accesses: at 40 items a write, a table that filled at n items is done
+/// by 1.03n, and a load that stops just past a growth's start does not
+/// keep both tables for long.
+const ACCESS_STEP: usize = 32;
+
 fn member_hash(m: &Item) -> u64 {
     item_hash(m)
 }
@@ -261,6 +269,14 @@ impl<'a> Iterator for MemberIter<'a> {
 }
 
 impl Set {
+    /// Moves a step of a growing table along (every command on the set
+    /// calls this through `OpCtx`).
+    pub fn tick(&mut self) {
+        if let Set::Table(t) = self {
+            t.0.step(ACCESS_STEP, member_hash);
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Set::Packed { items, .. } => items.items as usize,
@@ -426,6 +442,13 @@ impl<'a> Iterator for Pairs<'a> {
 }
 
 impl Hash {
+    /// Moves a step of a growing table along (see `Set::tick`).
+    pub fn tick(&mut self) {
+        if let Hash::Table(t) = self {
+            t.0.step(ACCESS_STEP, field_hash);
+        }
+    }
+
     pub fn len(&self) -> usize {
         match self {
             Hash::Packed(p) => p.items as usize / 2,
