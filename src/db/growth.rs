@@ -120,6 +120,21 @@ impl<T> Stepped<T> {
         self.step(STEP, hasher);
     }
 
+    /// The new table's entry for an item, in one probe, when inserting
+    /// there cannot start a growth or rebuild it: the table has room and no
+    /// growth is under way. `settle` the item first.
+    pub fn entry_with_room(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&T) -> bool,
+        hasher: impl Fn(&T) -> u64,
+    ) -> Option<hashbrown::hash_table::Entry<'_, T>> {
+        if self.growth.is_some() || self.table.len() >= self.table.capacity() {
+            return None;
+        }
+        Some(self.table.entry(hash, eq, hasher))
+    }
+
     /// Inserts an item known to be in neither table.
     pub fn insert_new(&mut self, hash: u64, item: T, hasher: impl Fn(&T) -> u64) {
         if self.growth.is_none() && self.table.len() == self.table.capacity() && self.table.num_buckets() >= STEP_FROM {

@@ -11,6 +11,8 @@ use std::hash::BuildHasher;
 
 use bytes::Bytes;
 
+use hashbrown::hash_table::Entry;
+
 use super::growth::{self, Stepped};
 use super::{parse_i64, scan_slots};
 
@@ -73,6 +75,15 @@ impl Members {
     fn insert(&mut self, member: &[u8]) -> bool {
         let hash = item_hash(member);
         self.0.settle(hash, |m| &m[..] == member, member_hash);
+        if let Some(entry) = self.0.entry_with_room(hash, |m| &m[..] == member, member_hash) {
+            return match entry {
+                Entry::Occupied(_) => false,
+                Entry::Vacant(slot) => {
+                    slot.insert(member.into());
+                    true
+                }
+            };
+        }
         if self.0.table().find(hash, |m| &m[..] == member).is_some() {
             return false;
         }
@@ -109,6 +120,18 @@ impl Fields {
     fn insert(&mut self, field: &[u8], value: &[u8]) -> bool {
         let hash = item_hash(field);
         self.0.settle(hash, |(f, _)| &f[..] == field, field_hash);
+        if let Some(entry) = self.0.entry_with_room(hash, |(f, _)| &f[..] == field, field_hash) {
+            return match entry {
+                Entry::Occupied(mut found) => {
+                    found.get_mut().1 = value.into();
+                    false
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert((field.into(), value.into()));
+                    true
+                }
+            };
+        }
         if let Some((_, v)) = self.0.table_mut().find_mut(hash, |(f, _)| &f[..] == field) {
             *v = value.into();
             return false;
