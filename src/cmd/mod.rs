@@ -401,13 +401,18 @@ pub fn prefetch(session: &Session, batch: &[(Option<&'static CommandSpec>, Vec<B
     };
     for (spec, args) in batch {
         if let Some(spec) = spec
-            && matches!(spec.exec, Exec::Key(_))
             && let Some(key) = args.get(spec.first_key as usize)
-            && core.shard_of(key) == core.id
+            && reads_here(core, spec, key)
         {
             db.prefetch(key);
         }
     }
+}
+
+/// Whether `spec` is a single-key command whose key, `key`, is on this
+/// core's shard: one whose entry is worth loading ahead.
+fn reads_here(core: &crate::shard::Core, spec: &CommandSpec, key: &[u8]) -> bool {
+    matches!(spec.exec, Exec::Key(_)) && core.shard_of(key) == core.id
 }
 
 /// Entries noted by `note_arrived` and not yet warmed, at most.
@@ -428,9 +433,8 @@ pub fn note_arrived(core: &crate::shard::Core, db: u16, input: &[u8]) {
         return;
     };
     if let Some(spec) = lookup(name)
-        && matches!(spec.exec, Exec::Key(_))
         && spec.first_key == 1
-        && core.shard_of(key) == core.id
+        && reads_here(core, spec, key)
     {
         let hash = crate::db::key_hash(key);
         ARRIVED.with(|a| {
